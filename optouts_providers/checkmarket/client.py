@@ -1,0 +1,182 @@
+"""CheckMarket API v3 client: read the opt-out lists, add opt-outs (provider-apis.md 6.2)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import msgspec
+import phonenumbers
+import requests
+from singer_sdk.authenticators import APIKeyAuthenticator
+from singer_sdk.pagination import BaseHATEOASPaginator
+
+from optouts_providers.checkmarket import wire
+from optouts_providers.http import (
+    DEFAULT_TIMEOUT,
+    CallStats,
+    ProviderError,
+    ProviderSession,
+    RetryPolicy,
+    _default_error_detail,
+    decode_json,
+)
+from optouts_providers.redact import register_secret
+from optouts_providers.results import WriteResult
+from optouts_providers.timeutil import to_rfc3339
+
+T = TypeVar("T")
+
+
+class CheckMarketAuthenticator(APIKeyAuthenticator):
+    """Both keys on every request: `X-Master-Key` and `X-Key` (1.2)."""
+
+    def __init__(self, master_key: str, key: str) -> None:
+        super().__init__(key=wire.MASTER_KEY_HEADER, value=master_key, location="header")
+        self.auth_headers[wire.KEY_HEADER] = key
+
+
+class NextLinkPaginator(BaseHATEOASPaginator):
+    """Follows `Links.Next.Href` until it is absent; never computes pages (6.2)."""
+
+    def get_next_url(self, response: requests.Response) -> str | None:
+        return wire.next_href(decode_json(response))
+
+
+def error_detail(response: requests.Response) -> str:
+    try:
+        message = wire.error_message(decode_json(response))
+    except Exception:
+        message = None
+    return message if message is not None else _default_error_detail(response)
+
+
+_MILLIS_Z = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+
+
+def record_timestamp(value: str) -> str:
+    """`DateOptOut` as `to_rfc3339` writes it (fixed width, so strings compare like times).
+    The documented form `...SS.mmmZ` (1.3) is padded as text; anything else is parsed."""
+    if _MILLIS_Z.fullmatch(value):
+        return value[:-1] + "000Z"
+    return to_rfc3339(wire.parse_datetime(value))
+
+
+def to_e164(phone: str) -> str:
+    """A phone in E.164 when it parses as an international number; else as given (6.2)."""
+    value = phone.strip()
+    try:
+        parsed = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException:
+        return value
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+class CheckMarketClient:
+    def __init__(
+        self,
+        base_url: str,
+        master_key: str,
+        key: str,
+        *,
+        page_size: int = 1000,
+        batch_size: int = 1000,
+        retry: RetryPolicy | None = None,
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+    ) -> None:
+        if not master_key or not key:
+            raise ValueError("CheckMarket needs both master_key and key")
+        register_secret(master_key)
+        register_secret(key)
+        self.page_size = max(1, int(page_size))
+        self.batch_size = max(1, int(batch_size))
+        self.session = ProviderSession(
+            wire.PROVIDER,
+            base_url,
+            CheckMarketAuthenticator(master_key, key),
+            timeout=timeout,
+            retry=retry,
+            default_headers={"Accept": "application/json"},
+            error_detail=error_detail,
+        )
+
+    @property
+    def stats(self) -> CallStats:
+        return self.session.stats
+
+    def close(self) -> None:
+        self.session.close()
+
+    # -- read -----------------------------------------------------------------------------
+    def iter_optouts(
+        self, start: datetime, end: datetime, survey_id: int | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Records of `checkmarket_optouts` with start <= DateOptOut < end, in API order."""
+        params = {"top": self.page_size, "filter": wire.window_filter(start, end)}
+        low, high = to_rfc3339(start), to_rfc3339(end)
+        paginator = NextLinkPaginator()
+        while not paginator.finished:
+            link = paginator.current_value
+            if link is None:
+                response = self.session.request("GET", wire.optouts_path(survey_id), params=params)
+            else:
+                response = self.session.request("GET", wire.link_path(link.geturl()))
+            for item in self._answer(response, wire.data_items):
+                at = record_timestamp(item["DateOptOut"])
+                # The filter's DateTime literal has whole seconds: trim to the exact window.
+                if low <= at < high:
+                    yield {**item, "DateOptOut": at, "SurveyId": survey_id or wire.ACCOUNT_LIST}
+            paginator.advance(response)
+
+    def _answer(self, response: requests.Response, read: Callable[[Any], T]) -> T:
+        """`read` applied to the JSON answer; a body that is not the expected envelope fails
+        with a ProviderError naming the endpoint."""
+        try:
+            return read(decode_json(response))
+        except (msgspec.DecodeError, ValueError, KeyError, TypeError) as exc:
+            method = response.request.method or "GET"
+            endpoint = self.session.endpoint(response.url)
+            detail = f"unexpected answer ({type(exc).__name__}: {exc})"
+            raise ProviderError(
+                wire.PROVIDER, method, endpoint, response.status_code, detail
+            ) from None
+
+    # -- write ----------------------------------------------------------------------------
+    def add_optouts(self, emails: Sequence[str], phones: Sequence[str]) -> WriteResult:
+        """Add opt-outs in batches of `batch_size`; invalid addresses end up in `rejected`."""
+        addresses = _unique(
+            [(wire.EMAILS_KEY, e.strip()) for e in emails if e and e.strip()]
+            + [(wire.PHONES_KEY, to_e164(p)) for p in phones if p and p.strip()]
+        )
+        result = WriteResult()
+        for i in range(0, len(addresses), self.batch_size):
+            result.add(self._post(addresses[i : i + self.batch_size]))
+        return result
+
+    def _post(self, batch: list[tuple[str, str]]) -> WriteResult:
+        emails = [value for kind, value in batch if kind == wire.EMAILS_KEY]
+        phones = [value for kind, value in batch if kind == wire.PHONES_KEY]
+        response = self.session.request(
+            "POST", wire.ACCOUNT_OPTOUTS_PATH, json=wire.optouts_body(emails, phones), ok=(400,)
+        )
+        if response.status_code == 400:
+            # The API refuses the whole batch for one bad address: split until isolated (6.2).
+            if len(batch) == 1:
+                return WriteResult(rejected=[(batch[0][1], error_detail(response))])
+            middle = len(batch) // 2
+            return self._post(batch[:middle]).add(self._post(batch[middle:]))
+        added = sum(self._answer(response, wire.added_counts))
+        return WriteResult(written=added, already_present=max(0, len(batch) - added))
+
+
+def _unique(addresses: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for kind, value in addresses:
+        key = (kind, value.lower())
+        if key not in seen:
+            seen.add(key)
+            out.append((kind, value))
+    return out

@@ -1,0 +1,611 @@
+"""OptizmoClient: SUPPRESS list downloads (CSV or ZIP, streamed), collect, bulk upload.
+
+provider-apis.md 3.2-3.6 and 6.4. Download and upload links are pre-signed storage URLs and
+are fetched without any credential (6.1).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import random
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from operator import itemgetter
+from typing import IO, Any
+from urllib.parse import quote
+
+import requests
+import urllib3
+from singer_sdk.authenticators import BearerTokenAuthenticator
+
+from optouts_providers.http import (
+    DEFAULT_TIMEOUT,
+    CallStats,
+    Pacer,
+    ProviderError,
+    ProviderSession,
+    RetryableProviderError,
+    RetryPolicy,
+    decode_json,
+)
+from optouts_providers.optizmo import wire
+from optouts_providers.redact import register_secret
+from optouts_providers.results import WriteResult
+from optouts_providers.timeutil import parse_timestamp, to_rfc3339
+
+logger = logging.getLogger("optouts.optizmo")
+
+CHUNK_BYTES = 1 << 16
+POLL_GROWTH = 1.5
+MAX_POLL_WAIT = 60.0
+# A download cut short is fetched again from the (still valid) link this many times in all.
+DOWNLOAD_ATTEMPTS = 3
+# Upload lines the client itself finds malformed, kept to name them in `rejected`.
+MAX_SUSPECTS = 10_000
+
+RECORD_FIELDS = ("plain", "hashed", "timestamp", *wire.CAMPAIGN_FILE_COLUMNS, "ip")
+
+
+class OptizmoImportError(ProviderError):
+    """A bulk import ended `failed` or `removed` (3.5); names its import reference."""
+
+    def __init__(self, *args: Any, reference: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reference = reference
+
+
+class OptizmoClient:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        collect_base_url: str = wire.DEFAULT_COLLECT_BASE_URL,
+        retry: RetryPolicy | None = None,
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        rate_reset: str = "auto",
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not api_key:
+            raise ValueError("Optizmo needs an api_key")
+        register_secret(api_key)
+        headers = wire.rate_headers(rate_reset)
+        self._sleep = sleep
+
+        def session(url: str) -> ProviderSession:
+            return ProviderSession(
+                wire.PROVIDER,
+                url,
+                BearerTokenAuthenticator(token=api_key),
+                timeout=timeout,
+                retry=retry,
+                pacer=Pacer(headers=headers, sleep=sleep),
+                default_headers={"Accept": "application/json"},
+                sleep=sleep,
+            )
+
+        self.session = session(base_url)
+        # The collect app is a second configured host: it gets the credential too (3.6).
+        self.collect_session = session(collect_base_url)
+        # Pre-signed storage links: no credential, and not paced by the API's rate window.
+        self.storage = ProviderSession(
+            wire.PROVIDER, base_url, None, timeout=timeout, retry=retry, sleep=sleep
+        )
+
+    @property
+    def stats(self) -> CallStats:
+        total = CallStats()
+        for part in (self.session.stats, self.collect_session.stats, self.storage.stats):
+            total.requests += part.requests
+            total.retries += part.retries
+            total.throttled_seconds += part.throttled_seconds
+            total.rate_limited += part.rate_limited
+            for status, count in part.by_status.items():
+                total.by_status[status] = total.by_status.get(status, 0) + count
+        return total
+
+    def close(self) -> None:
+        for session in (self.session, self.collect_session, self.storage):
+            session.close()
+
+    # -- read -----------------------------------------------------------------------------
+    def iter_optouts(
+        self,
+        list_id: str,
+        start: datetime,
+        end: datetime,
+        *,
+        columns: Sequence[str] = wire.DEFAULT_COLUMNS,
+        collection_types: Sequence[str] = wire.COLLECTION_TYPES,
+        domain_filter: str | None = None,
+        poll_interval_seconds: float = 5.0,
+        download_timeout_seconds: float = 900.0,
+    ) -> Iterator[dict[str, Any]]:
+        """Records of `optizmo_optouts` with `start <= timestamp < end`."""
+        requested = request_columns(columns)
+        body: dict[str, Any] = {
+            "optoutListId": list_id,
+            "columns": requested,
+            "collectionType": list(collection_types),
+            "dateRange": wire.date_range(start.astimezone(UTC), end.astimezone(UTC)),
+        }
+        if domain_filter:
+            body["domainFilter"] = domain_filter
+        answer = self._json("POST", wire.PREPARE_DOWNLOAD, json=body)
+        link = wire.find_download_link(answer)
+        if not link:
+            raise ProviderError(
+                wire.PROVIDER,
+                "POST",
+                "/" + wire.PREPARE_DOWNLOAD,
+                200,
+                "the answer holds no download link",
+            )
+        low, high = to_rfc3339(start), to_rfc3339(end)
+        required = wire.file_columns(requested)
+        consumed = 0
+        for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+            response = self._wait_for_file(link, poll_interval_seconds, download_timeout_seconds)
+            try:
+                # The link names one immutable file: after a cut-off, skip what was read.
+                for index, record in enumerate(self._records(response, link, list_id, required)):
+                    if index < consumed:
+                        continue
+                    consumed += 1
+                    if record is not None and low <= record["timestamp"] < high:
+                        yield record
+                return
+            except RetryableProviderError as exc:
+                if attempt == DOWNLOAD_ATTEMPTS:
+                    raise
+                logger.warning("Optizmo: %s; fetching the file again (try %d)", exc, attempt + 1)
+                self._sleep(random.uniform(0, min(5.0, 0.25 * 2**attempt)))
+            finally:
+                response.close()
+
+    def _wait_for_file(self, link: str, interval: float, timeout: float) -> requests.Response:
+        """3.3: the link answers 404 until the file is ready. Poll with growing waits."""
+        deadline = time.monotonic() + timeout
+        wait = max(interval, 0.01)
+        polls = 0
+        while True:
+            response = self.storage.request_unauthenticated("GET", link, ok=(404,), stream=True)
+            polls += 1
+            if response.status_code != 404:
+                return response
+            response.close()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ProviderError(
+                    wire.PROVIDER,
+                    "GET",
+                    link,
+                    404,
+                    f"the download was still not ready after {timeout:g}s "
+                    f"(download_timeout_seconds; {polls} polls)",
+                )
+            self._sleep(min(wait, remaining))
+            wait = min(wait * POLL_GROWTH, MAX_POLL_WAIT)
+
+    def _records(
+        self, response: requests.Response, link: str, list_id: str, required: list[str]
+    ) -> Iterator[dict[str, Any] | None]:
+        """One item per data row of the file (None for a row without any address)."""
+        for text in _csv_texts(response, link):
+            reader = csv.reader(text)
+            rows = _RowReader(next(reader, None), required, link)
+            for row in reader:
+                if not row or row == [""]:
+                    continue
+                yield rows.record(list_id, row)
+
+    # -- write ----------------------------------------------------------------------------
+    def collect(self, list_id: str, *, email: str | None = None, sms: str | None = None) -> None:
+        """3.6: one opt-out into an email list (`email`) or an SMS list (`sms`)."""
+        if (email is None) == (sms is None):
+            raise ValueError("collect takes exactly one of email or sms")
+        body = {"optoutListId": list_id}
+        if email is not None:
+            body["email"] = wire.normalize(email)
+        else:
+            body["sms"] = wire.sms_digits(sms or "")
+        self.collect_session.request("POST", wire.COLLECT, json=body).close()
+
+    def bulk_upload(
+        self,
+        list_id: str,
+        lines: Iterable[str],
+        *,
+        timeout_seconds: float = 900.0,
+        poll_interval_seconds: float = 2.0,
+    ) -> WriteResult:
+        """3.4-3.5: spool `lines` (emails or MD5s) to a file, upload it, wait for the import.
+
+        Optizmo reports only how many lines were malformed. Lines the client itself finds
+        malformed (same rule as `wire.valid_upload_entry`) are named in `rejected`, up to
+        that count; any remainder is one entry `"<N more lines>"`.
+        """
+        with tempfile.TemporaryFile() as spool:
+            count, suspects = _spool(lines, spool)
+            if count == 0:
+                return WriteResult()
+            size = spool.tell()
+            reference = self._upload(list_id, spool, size)
+        status = self._wait_for_import(reference, timeout_seconds, poll_interval_seconds)
+        return _import_result(reference, status, count, suspects)
+
+    def write_optouts(
+        self,
+        list_id: str,
+        values: Iterable[str],
+        *,
+        channel: str,
+        bulk_threshold: int = 1000,
+        upload_timeout_seconds: float = 900.0,
+        poll_interval_seconds: float = 2.0,
+    ) -> WriteResult:
+        """6.4: emails one by one via collect up to `bulk_threshold`, bulk above it; MD5s
+        always in bulk (collect cannot carry them); SMS numbers via collect."""
+        if channel not in ("email", "sms"):
+            raise ValueError(f"channel must be 'email' or 'sms', not {channel!r}")
+        unique = list(dict.fromkeys(wire.normalize(v) for v in values if v and v.strip()))
+        if channel == "sms":
+            return self._collect_each(list_id, unique, "sms")
+        hashes = [v for v in unique if wire.is_md5(v)]
+        emails = [v for v in unique if not wire.is_md5(v)]
+        result = WriteResult()
+        bulk = hashes
+        if len(emails) <= bulk_threshold:
+            result.add(self._collect_each(list_id, emails, "email"))
+        else:
+            bulk = emails + hashes
+        if bulk:
+            result.add(
+                self.bulk_upload(
+                    list_id,
+                    bulk,
+                    timeout_seconds=upload_timeout_seconds,
+                    poll_interval_seconds=poll_interval_seconds,
+                )
+            )
+        return result
+
+    def _collect_each(self, list_id: str, values: list[str], kind: str) -> WriteResult:
+        result = WriteResult()
+        for value in values:
+            try:
+                if kind == "sms":
+                    self.collect(list_id, sms=value)
+                else:
+                    self.collect(list_id, email=value)
+            except ProviderError as exc:
+                if exc.status != 400:
+                    raise
+                result.rejected.append((value, exc.detail or "refused by Optizmo collect"))
+                continue
+            # Collect does not tell whether the list held the address already.
+            result.written += 1
+        return result
+
+    def _upload(self, list_id: str, spool: IO[bytes], size: int) -> str:
+        """prepare-upload and PUT; an expired URL (403) is prepared again once."""
+        url = ""
+        for attempt in (1, 2):
+            answer = self._json(
+                "POST",
+                wire.PREPARE_UPLOAD,
+                json={"optoutListId": list_id, "fileContentLength": size},
+            )
+            url, reference = answer.get("uploadUrl"), answer.get("importReference")
+            if not isinstance(url, str) or not isinstance(reference, str):
+                raise ProviderError(
+                    wire.PROVIDER,
+                    "POST",
+                    "/" + wire.PREPARE_UPLOAD,
+                    200,
+                    "the answer lacks uploadUrl or importReference",
+                )
+            if self._put(url, spool, size) != 403:
+                return reference
+            if attempt == 1:
+                logger.warning(
+                    "Optizmo: the upload URL was refused (403, expired?); preparing a new one"
+                )
+        raise ProviderError(
+            wire.PROVIDER,
+            "PUT",
+            url,
+            403,
+            "the pre-signed upload URL was refused twice (expired?)",
+        )
+
+    def _put(self, url: str, spool: IO[bytes], size: int) -> int:
+        """PUT the spooled file without credentials; retried here because each try must
+        rewind the file. Returns the status (403 is left to the caller)."""
+        policy = self.storage.retry
+        for attempt in range(1, policy.max_tries + 1):
+            spool.seek(0)
+            try:
+                response = self.storage.request_unauthenticated(
+                    "PUT",
+                    url,
+                    data=spool,
+                    ok=(403,),
+                    retry=False,
+                    headers={"Content-Length": str(size), "Content-Type": "text/plain"},
+                )
+            except RetryableProviderError as exc:
+                if attempt == policy.max_tries:
+                    raise
+                wait = exc.wait_seconds
+                if wait is None:
+                    ceiling = min(policy.cap_seconds, policy.base_seconds * policy.factor**attempt)
+                    wait = random.uniform(0, ceiling)
+                self._sleep(wait)
+                continue
+            response.close()
+            return response.status_code
+        raise AssertionError("unreachable")
+
+    def _wait_for_import(self, reference: str, timeout: float, interval: float) -> dict[str, Any]:
+        path = wire.UPLOAD_STATUS.format(ref=quote(reference, safe=""))
+        deadline = time.monotonic() + timeout
+        wait = max(interval, 0.01)
+        while True:
+            status = self._json("GET", path)
+            state = status.get("status")
+            if state in wire.TERMINAL_STATUSES:
+                status["_path"] = path
+                return status
+            if state != wire.STATUS_RUNNING:
+                raise ProviderError(
+                    wire.PROVIDER, "GET", "/" + path, 200, f"unknown import status {state!r}"
+                )
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ProviderError(
+                    wire.PROVIDER,
+                    "GET",
+                    "/" + path,
+                    200,
+                    f"import {reference} still running after {timeout:g}s",
+                )
+            self._sleep(min(wait, remaining))
+            wait = min(wait * POLL_GROWTH, MAX_POLL_WAIT)
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        response = self.session.request(method, path, **kwargs)
+        try:
+            body = decode_json(response)
+        except Exception:
+            raise ProviderError(
+                wire.PROVIDER, method, "/" + path, response.status_code, "the answer is not JSON"
+            ) from None
+        if not isinstance(body, dict):
+            raise ProviderError(
+                wire.PROVIDER,
+                method,
+                "/" + path,
+                response.status_code,
+                "the answer is not a JSON object",
+            )
+        return body
+
+
+def request_columns(columns: Sequence[str]) -> list[str]:
+    """Requested columns in order, `hashed` and `timestamp` always added; file-column names
+    (`affiliate`, `sub_affiliate`) mean `campaign`."""
+    out: list[str] = []
+    for raw in (*columns, *wire.ALWAYS_COLUMNS):
+        column = wire.header_name(raw)
+        if column in wire.CAMPAIGN_FILE_COLUMNS:
+            column = "campaign"
+        if column not in wire.COLUMNS:
+            raise ValueError(f"unknown Optizmo column {raw!r}: use {', '.join(wire.COLUMNS)}")
+        if column not in out:
+            out.append(column)
+    return out
+
+
+# -- file reading ---------------------------------------------------------------------------
+class _ChunkStream(io.RawIOBase):
+    """A readable binary stream over an iterator of byte chunks."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buffer = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        while not self._buffer:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._buffer = memoryview(chunk)
+        size = min(len(target), len(self._buffer))
+        target[:size] = self._buffer[:size]
+        self._buffer = self._buffer[size:]
+        return size
+
+
+def _chunks(response: requests.Response, link: str) -> Iterator[bytes]:
+    """The body in chunks; a connection closed early is a retryable error, never an EOF."""
+    try:
+        yield from response.iter_content(CHUNK_BYTES)
+    except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+        raise RetryableProviderError(
+            wire.PROVIDER,
+            "GET",
+            link,
+            detail=f"the download was cut short ({type(exc).__name__}: the connection closed "
+            "before the whole file arrived)",
+        ) from None
+
+
+def _csv_texts(response: requests.Response, link: str) -> Iterator[io.TextIOWrapper]:
+    """6.4: a plain CSV, or a ZIP of CSVs told apart by its first bytes; text streams."""
+    chunks = _chunks(response, link)
+    head = b""
+    for chunk in chunks:
+        head += chunk
+        if len(head) >= len(wire.ZIP_MAGIC):
+            break
+    body = _prepend(head, chunks)
+    if not head.startswith(wire.ZIP_SIGNATURES):
+        raw = io.BufferedReader(_ChunkStream(body), CHUNK_BYTES)
+        yield io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+        return
+    with tempfile.TemporaryFile() as spool:
+        for chunk in body:
+            spool.write(chunk)
+        spool.seek(0)
+        try:
+            archive = zipfile.ZipFile(spool)
+        except zipfile.BadZipFile as exc:
+            raise ProviderError(
+                wire.PROVIDER,
+                "GET",
+                link,
+                response.status_code,
+                f"the download is not a readable ZIP archive ({exc})",
+            ) from None
+        with archive:
+            members = [m for m in archive.infolist() if not m.is_dir()]
+            if not members:
+                raise ProviderError(
+                    wire.PROVIDER,
+                    "GET",
+                    link,
+                    response.status_code,
+                    "the download is an empty ZIP archive (no CSV file in it)",
+                )
+            for member in members:
+                with archive.open(member) as handle:
+                    yield io.TextIOWrapper(handle, encoding="utf-8-sig", newline="")
+
+
+def _prepend(head: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    if head:
+        yield head
+    yield from rest
+
+
+class _RowReader:
+    """Turns data rows into records, by the positions the header row gives."""
+
+    def __init__(self, header: list[str] | None, required: list[str], link: str) -> None:
+        names = [wire.header_name(cell) for cell in header or []]
+        missing = [column for column in required if column not in names]
+        if missing:
+            raise ProviderError(
+                wire.PROVIDER,
+                "GET",
+                link,
+                200,
+                f"the file lacks column(s) {', '.join(missing)} "
+                f"(header: {', '.join(names) or 'none'})",
+            )
+        index = {name: i for i, name in reversed(list(enumerate(names)))}
+        self.width = len(names)
+        # An absent optional column reads the empty cell appended at `width`.
+        self.cells = itemgetter(*(index.get(name, self.width) for name in RECORD_FIELDS))
+        self.link = link
+
+    def record(self, list_id: str, row: list[str]) -> dict[str, Any] | None:
+        if len(row) != self.width:
+            row = (row + [""] * self.width)[: self.width]
+        row.append("")
+        plain, hashed, stamp, campaign, affiliate, sub_affiliate, ip = self.cells(row)
+        plain = plain.strip().lower() or None
+        hashed = hashed.strip().lower()
+        if not hashed:
+            if not plain:
+                return None
+            hashed = wire.hash_value(plain)
+        return {
+            "optout_list_id": list_id,
+            "plain": plain,
+            "hashed": hashed,
+            "timestamp": _timestamp(stamp.strip(), self.link),
+            "campaign": campaign or None,
+            "affiliate": affiliate or None,
+            "sub_affiliate": sub_affiliate or None,
+            "ip": ip or None,
+        }
+
+
+def _timestamp(raw: str, link: str) -> str:
+    """6.4: UTC `YYYY-MM-DD HH:MM:SS` or RFC 3339, as `to_rfc3339` writes it."""
+    try:
+        value = datetime.fromisoformat(raw) if raw else None
+        if (
+            value is not None
+            and value.tzinfo is None
+            and len(raw) == 19
+            and raw[4] == raw[7] == "-"
+        ):
+            # Exactly to_rfc3339's output for a naive UTC time in whole seconds, without the
+            # per-row cost of strftime (files have millions of rows).
+            return f"{raw[:10]}T{raw[11:]}.000000Z"
+    except ValueError:
+        value = None
+    try:
+        if value is None:
+            value = parse_timestamp(raw)
+    except ValueError:
+        raise ProviderError(
+            wire.PROVIDER, "GET", link, 200, f"a row has an unreadable timestamp {raw!r}"
+        ) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return to_rfc3339(value)
+
+
+def _spool(lines: Iterable[str], spool: IO[bytes]) -> tuple[int, list[str]]:
+    count = 0
+    suspects: list[str] = []
+    for line in lines:
+        value = wire.normalize(line)
+        if not value:
+            continue
+        spool.write(wire.upload_line(value))
+        count += 1
+        if len(suspects) < MAX_SUSPECTS and not wire.valid_upload_entry(value):
+            suspects.append(value)
+    return count, suspects
+
+
+def _import_result(
+    reference: str, status: dict[str, Any], count: int, suspects: list[str]
+) -> WriteResult:
+    path = status.get("_path", "")
+    state = status.get("status")
+    message = status.get("message") or ""
+    if state != wire.STATUS_SUCCESS:
+        raise OptizmoImportError(
+            wire.PROVIDER,
+            "GET",
+            "/" + path,
+            200,
+            f"import {reference} ended {state}" + (f": {message}" if message else ""),
+            reference=reference,
+        )
+    added = int(status.get("addedCount") or 0)
+    malformed = int(status.get("malformedCount") or 0)
+    submitted = int(status.get("submittedCount") or count)
+    reason = f"malformed line (Optizmo import {reference})"
+    rejected = [(line, reason) for line in suspects[:malformed]]
+    if malformed > len(rejected):
+        rejected.append((f"<{malformed - len(rejected)} more lines>", reason))
+    return WriteResult(
+        written=added,
+        already_present=max(0, submitted - added - malformed),
+        rejected=rejected,
+    )

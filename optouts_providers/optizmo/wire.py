@@ -1,0 +1,166 @@
+"""Optizmo SUPPRESS and collect wire format, shared by the client and the sandbox emulator.
+
+provider-apis.md 3.2-3.6 (vendor facts) and 6.4 (project decisions).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from optouts_providers.http import RateHeaders
+
+PROVIDER = "Optizmo"
+
+DEFAULT_BASE_URL = "https://api.optizmo.com"
+DEFAULT_COLLECT_BASE_URL = "https://collect.optoutsystem.com"
+
+PREPARE_DOWNLOAD = "optout-list/prepare-download"
+PREPARE_UPLOAD = "optout-list/prepare-upload"
+UPLOAD_STATUS = "optout-list/upload-status/{ref}"
+COLLECT = "client-optout/collect"
+
+# Request columns (3.3). `campaign` expands to three file columns.
+COLUMNS = ("plain", "hashed", "timestamp", "campaign", "ip")
+DEFAULT_COLUMNS = ("plain", "hashed", "timestamp")
+ALWAYS_COLUMNS = ("hashed", "timestamp")
+CAMPAIGN_FILE_COLUMNS = ("campaign", "affiliate", "sub_affiliate")
+FILE_COLUMNS = ("plain", "hashed", "timestamp", *CAMPAIGN_FILE_COLUMNS, "ip")
+
+COLLECTION_TYPES = ("collected", "imported")
+
+STATUS_RUNNING = "running"
+STATUS_SUCCESS = "success"
+STATUS_FAILED = "failed"
+STATUS_REMOVED = "removed"
+TERMINAL_STATUSES = frozenset({STATUS_SUCCESS, STATUS_FAILED, STATUS_REMOVED})
+
+# 3.4: the upload file must not exceed 5 GB.
+MAX_UPLOAD_BYTES = 5 * 1024**3
+
+# 3.2: header names; the reset semantics are unknown ("auto" guesses by magnitude).
+RATE_LIMIT = "x-rate-limit-limit"
+RATE_REMAINING = "x-rate-limit-remaining"
+RATE_RESET = "x-rate-limit-reset"
+RESET_SEMANTICS: dict[str, bool | None] = {"auto": None, "epoch": True, "seconds": False}
+
+
+def rate_headers(reset: str = "auto") -> RateHeaders:
+    if reset not in RESET_SEMANTICS:
+        raise ValueError(f"rate-limit reset semantics must be one of {sorted(RESET_SEMANTICS)}")
+    return RateHeaders(RATE_LIMIT, RATE_REMAINING, RATE_RESET, RESET_SEMANTICS[reset])
+
+
+# 6.4: where prepare-download's answer keeps the link (the field name is undocumented, 3.3).
+DOWNLOAD_LINK_FIELDS = ("downloadUrl", "url", "link", "downloadLink", "download_link")
+
+# Timestamps in the file: UTC `YYYY-MM-DD HH:MM:SS` (3.3 leaves the zone open; 6.4 says UTC).
+TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+DATE_FORMAT = "%Y-%m-%d"
+
+# First bytes of a ZIP: a local file header, or the end record alone (an empty archive).
+ZIP_MAGIC = b"PK\x03\x04"
+ZIP_SIGNATURES = (ZIP_MAGIC, b"PK\x05\x06")
+
+MD5_RE = re.compile(r"^[0-9a-f]{32}$")
+EMAIL_RE = re.compile(
+    r"^[^@\s,;<>\"']+@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9-]+)+$", re.IGNORECASE
+)
+SMS_RE = re.compile(r"^[0-9]{8,15}$")
+
+
+def normalize(value: str) -> str:
+    """OZ-MD5 (3.3): values are trimmed and lowercased before hashing and export."""
+    return value.strip().lower()
+
+
+def hash_value(value: str) -> str:
+    """Lowercase hex MD5 of the trimmed, lowercased value."""
+    return hashlib.md5(normalize(value).encode("utf-8")).hexdigest()
+
+
+def is_md5(value: str) -> bool:
+    return MD5_RE.fullmatch(value) is not None
+
+
+def is_email(value: str) -> bool:
+    return EMAIL_RE.fullmatch(value) is not None
+
+
+def is_sms(value: str) -> bool:
+    return SMS_RE.fullmatch(value) is not None
+
+
+def sms_digits(number: str) -> str:
+    """3.6: collect takes SMS numbers as digits with the country code and no '+'."""
+    return re.sub(r"\D", "", number)
+
+
+def valid_upload_entry(line: str, kind: str = "email") -> bool:
+    """3.4: an upload line is a plain email (a number on SMS lists) or a 32-hex MD5."""
+    value = normalize(line)
+    if is_md5(value):
+        return True
+    return is_sms(value) if kind == "sms" else is_email(value)
+
+
+def upload_line(value: str) -> bytes:
+    """One line of an upload file (3.4): the normalized value and `\\n`."""
+    return (normalize(value) + "\n").encode("utf-8")
+
+
+def file_columns(columns: Iterable[str]) -> list[str]:
+    """The file's header row for requested `columns` (`campaign` adds three columns)."""
+    out: list[str] = []
+    for column in columns:
+        out.extend(CAMPAIGN_FILE_COLUMNS if column == "campaign" else (column,))
+    return out
+
+
+def header_name(raw: str) -> str:
+    """A header cell as a column key: `Sub-Affiliate` and `sub affiliate` → `sub_affiliate`."""
+    return re.sub(r"[\s-]+", "_", raw.strip().lstrip("\ufeff").lower())
+
+
+def date_range(start: datetime, end: datetime) -> dict[str, str]:
+    """`dateRange` (inclusive UTC dates) covering [start, end)."""
+    return {"from": start.strftime(DATE_FORMAT), "to": end.strftime(DATE_FORMAT)}
+
+
+def domain_list(domain_filter: str | None) -> list[str]:
+    """3.3: `domainFilter` is comma-separated root domains; spaces are tolerated."""
+    if not domain_filter:
+        return []
+    return [d.strip().lower().lstrip(".") for d in re.split(r"[,\s]+", domain_filter) if d.strip()]
+
+
+def domain_matches(email: str, domains: list[str]) -> bool:
+    domain = email.rpartition("@")[2].lower()
+    return any(domain == d or domain.endswith("." + d) for d in domains)
+
+
+def find_download_link(body: Any) -> str | None:
+    """6.4: the link is `downloadUrl`, else `url`, `link`, `downloadLink`, `download_link`,
+    else the first http(s) string anywhere in the body."""
+    if isinstance(body, Mapping):
+        for name in DOWNLOAD_LINK_FIELDS:
+            value = body.get(name)
+            if isinstance(value, str) and value.startswith(("https://", "http://")):
+                return value
+    return _first_url(body)
+
+
+def _first_url(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value if value.startswith(("https://", "http://")) else None
+    if isinstance(value, Mapping):
+        value = list(value.values())
+    if isinstance(value, list | tuple):
+        for item in value:
+            found = _first_url(item)
+            if found:
+                return found
+    return None

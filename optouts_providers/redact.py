@@ -1,0 +1,92 @@
+"""Keep credentials and pre-signed URL signatures out of every log line and message.
+
+Clients register each secret they are given; `redact` replaces them (and anything that looks
+like a pre-signed signature or an Authorization value) with `***`. `install_log_redaction`
+puts the same filter on the loggers that print URLs (urllib3 logs full request lines at DEBUG).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+
+MASK = "***"
+
+_lock = threading.Lock()
+_secrets: set[str] = set()
+_pattern: re.Pattern[str] | None = None
+
+# Query parameters of pre-signed storage URLs, and credential-shaped fragments.
+_SIGNED_PARAM = re.compile(
+    r"(?i)\b(Signature|X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|AWSAccessKeyId"
+    r"|sig|token|api_key|apikey|key)=([^&\s\"'<>]+)"
+)
+_AUTH_VALUE = re.compile(r"(?i)\b(Basic|Bearer)\s+[A-Za-z0-9+/=._~-]{6,}")
+_AUTH_HEADER = re.compile(
+    r"(?i)(['\"]?(?:authorization|x-master-key|x-key|api_key)['\"]?\s*[:=]\s*['\"]?)([^'\",}\s]+)"
+)
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a credential so that `redact` masks it from now on."""
+    global _pattern
+    if not value or len(value) < 4:
+        return
+    with _lock:
+        if value in _secrets:
+            return
+        _secrets.add(value)
+        ordered = sorted(_secrets, key=len, reverse=True)
+        _pattern = re.compile("|".join(re.escape(s) for s in ordered))
+
+
+def redact(text: object) -> str:
+    """Return `text` as a string with every known secret and signature masked."""
+    out = str(text)
+    pattern = _pattern
+    if pattern is not None:
+        out = pattern.sub(MASK, out)
+    out = _SIGNED_PARAM.sub(lambda m: f"{m.group(1)}={MASK}", out)
+    out = _AUTH_VALUE.sub(lambda m: f"{m.group(1)} {MASK}", out)
+    return _AUTH_HEADER.sub(lambda m: f"{m.group(1)}{MASK}", out)
+
+
+def strip_query(url: str) -> str:
+    """The URL without its query string: what an error message may name as the endpoint."""
+    return url.split("?", 1)[0]
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that masks secrets in the formatted message and its exception text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed log call must not break the run
+            message = str(record.msg)
+        record.msg = redact(message)
+        record.args = None
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            record.exc_text = redact(
+                logging.Formatter().formatException(record.exc_info)  # type: ignore[arg-type]
+            )
+            record.exc_info = (type(exc), exc, None)
+        return True
+
+
+_FILTER = RedactingFilter()
+_LOGGERS = ("urllib3", "urllib3.connectionpool", "requests", "backoff", "optouts")
+
+
+def install_log_redaction(*extra_loggers: str) -> None:
+    """Attach the redacting filter to the loggers that can print URLs or credentials,
+    and to every handler of the root logger (records propagated from anywhere)."""
+    for name in (*_LOGGERS, *extra_loggers):
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
+    for handler in logging.getLogger().handlers:
+        if _FILTER not in handler.filters:
+            handler.addFilter(_FILTER)

@@ -1,0 +1,330 @@
+"""SlickText clients: the legacy API (HTTP Basic) and the new API (Bearer, brand-scoped).
+
+Both read `slicktext_optouts` records for a window [start, end) and opt numbers out
+(provider-apis.md 2.1, 2.2, 6.3).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import requests
+from singer_sdk.authenticators import BasicAuthenticator, BearerTokenAuthenticator
+from singer_sdk.pagination import OffsetPaginator
+
+from optouts_providers.http import (
+    DEFAULT_TIMEOUT,
+    CallStats,
+    Pacer,
+    ProviderError,
+    ProviderSession,
+    RetryPolicy,
+    decode_json,
+)
+from optouts_providers.redact import register_secret
+from optouts_providers.results import WriteResult
+from optouts_providers.slicktext import wire
+from optouts_providers.timeutil import to_rfc3339
+
+logger = logging.getLogger("optouts.slicktext")
+
+# The new API counts requests per second on its side: pacing at exactly its limit lets network
+# jitter push a ninth request into some one-second span. Stay this share below it.
+PACING_MARGIN = 0.9
+# A 4xx that concerns one number (it goes to `rejected`); others (401, 403, 404) stop the job.
+PER_NUMBER_STATUSES = frozenset({400, 409, 422})
+
+
+def _page_size(value: int | None) -> int:
+    return max(1, min(int(value or wire.MAX_PAGE_SIZE), wire.MAX_PAGE_SIZE))
+
+
+def _unique(numbers: list[str]) -> tuple[list[str], int]:
+    """Numbers in first-seen order, and how many repeats were dropped."""
+    seen: dict[str, None] = dict.fromkeys(n.strip() for n in numbers if n and n.strip())
+    return list(seen), len(numbers) - len(seen)
+
+
+class _ItemsPaginator(OffsetPaginator):
+    """Offset paging that advances by the rows actually returned (a server that clamps the
+    limit must not make the client skip rows) and ends on an empty or last page."""
+
+    def _items(self, response: requests.Response) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def get_next(self, response: requests.Response) -> int | None:
+        return self._value + len(self._items(response))
+
+
+class _LegacyPaginator(_ItemsPaginator):
+    """Until offset >= meta.total or an empty page (2.1: there is no next link)."""
+
+    def _items(self, response: requests.Response) -> list[dict[str, Any]]:
+        return wire.legacy_page(decode_json(response))[0]
+
+    def has_more(self, response: requests.Response) -> bool:
+        items, total = wire.legacy_page(decode_json(response))
+        if not items:
+            return False
+        return total is None or self._value + len(items) < total
+
+
+class _V2Paginator(_ItemsPaginator):
+    """Until `pagingData.hasMore` is false or a short page (2.2: the page fields may be null)."""
+
+    def _items(self, response: requests.Response) -> list[dict[str, Any]]:
+        return wire.v2_page(decode_json(response))[0]
+
+    def has_more(self, response: requests.Response) -> bool:
+        data, has_more = wire.v2_page(decode_json(response))
+        return has_more is not False and len(data) >= self.page_size
+
+
+class SlickTextLegacyClient:
+    """The legacy API: `GET optouts`, `POST contacts` (form-encoded, with an `action`)."""
+
+    provider = wire.LEGACY_PROVIDER
+
+    def __init__(
+        self,
+        base_url: str,
+        public_key: str,
+        private_key: str,
+        *,
+        page_size: int = wire.MAX_PAGE_SIZE,
+        optout_action: str = wire.DEFAULT_OPTOUT_ACTION,
+        retry: RetryPolicy | None = None,
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+    ) -> None:
+        register_secret(public_key)
+        register_secret(private_key)
+        self.page_size = _page_size(page_size)
+        self.optout_action = optout_action or wire.DEFAULT_OPTOUT_ACTION
+        self.session = ProviderSession(
+            self.provider,
+            base_url,
+            BasicAuthenticator(username=public_key, password=private_key),
+            timeout=timeout,
+            retry=retry,
+            pacer=Pacer(headers=wire.RATE_HEADERS),
+            default_headers={"Accept": "application/json"},
+        )
+
+    @property
+    def stats(self) -> CallStats:
+        return self.session.stats
+
+    def close(self) -> None:
+        self.session.close()
+
+    def iter_optouts(self, start: datetime, end: datetime) -> Iterator[dict[str, Any]]:
+        """Opt-outs in [start, end). The API's bounds are inclusive Pacific wall times
+        (6.3), so the query is a little wider and the window is applied here."""
+        params = {
+            wire.OPTED_OUT_AFTER: wire.lower_bound(start),
+            wire.OPTED_OUT_BEFORE: wire.upper_bound(end),
+        }
+        paginator = _LegacyPaginator(start_value=0, page_size=self.page_size)
+        while not paginator.finished:
+            response = self.session.request(
+                "GET",
+                wire.OPTOUTS_PATH,
+                params={**params, "limit": self.page_size, "offset": paginator.current_value},
+            )
+            for item in wire.legacy_page(decode_json(response))[0]:
+                record = wire.legacy_record(item, start, end)
+                if _in_window(record, start, end):
+                    yield record
+            paginator.advance(response)
+
+    def optout_numbers(self, numbers: list[str]) -> WriteResult:
+        """`POST contacts` `action=<optout_action>&number=<E.164>`, one request per number."""
+        unique, repeats = _unique(numbers)
+        result = WriteResult(already_present=repeats)
+        for number in unique:
+            try:
+                response = self.session.request(
+                    "POST",
+                    wire.LEGACY_CONTACTS_PATH,
+                    data={"action": self.optout_action, "number": number},
+                )
+            except ProviderError as exc:
+                if exc.status in PER_NUMBER_STATUSES:
+                    result.rejected.append((number, exc.detail or f"HTTP {exc.status}"))
+                    continue
+                raise
+            body = _json_or_none(response)
+            if isinstance(body, dict) and body.get(wire.ALREADY_OPTED_OUT_FLAG):
+                result.already_present += 1
+            else:
+                result.written += 1
+        return result
+
+
+class SlickTextV2Client:
+    """The new API: brand-scoped contacts; an opt-out is a contact whose `opt_in_status` is
+    `unsubscribed` or `blocked` (2.2, 6.3). Paced below the rate limit."""
+
+    provider = wire.V2_PROVIDER
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        brand_id: int | None = None,
+        *,
+        page_size: int = wire.MAX_PAGE_SIZE,
+        requests_per_second: float | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+    ) -> None:
+        register_secret(api_key)
+        self.page_size = _page_size(page_size)
+        self._brand_id = int(brand_id) if brand_id is not None else None
+        rate = float(requests_per_second or wire.DEFAULT_REQUESTS_PER_SECOND)
+        self.session = ProviderSession(
+            self.provider,
+            base_url,
+            BearerTokenAuthenticator(token=api_key),
+            timeout=timeout,
+            retry=retry,
+            pacer=Pacer(requests_per_second=rate * PACING_MARGIN, headers=wire.RATE_HEADERS),
+            default_headers={"Accept": "application/json"},
+        )
+
+    @property
+    def stats(self) -> CallStats:
+        return self.session.stats
+
+    def close(self) -> None:
+        self.session.close()
+
+    @property
+    def brand_id(self) -> int:
+        """The configured brand, else the one `GET brands` names."""
+        if self._brand_id is None:
+            response = self.session.request("GET", wire.BRANDS_PATH)
+            brand_id = wire.brand_id_from(_json_or_none(response))
+            if brand_id is None:
+                raise ProviderError(
+                    self.provider,
+                    "GET",
+                    wire.BRANDS_PATH,
+                    response.status_code,
+                    "the answer names no brand_id; set slicktext.brand_id",
+                )
+            self._brand_id = brand_id
+        return self._brand_id
+
+    def _contacts(self, **filters: str) -> Iterator[dict[str, Any]]:
+        path = wire.brand_contacts_path(self.brand_id)
+        paginator = _V2Paginator(start_value=0, page_size=self.page_size)
+        while not paginator.finished:
+            response = self.session.request(
+                "GET",
+                path,
+                params={**filters, "limit": self.page_size, "offset": paginator.current_value},
+            )
+            yield from wire.v2_page(decode_json(response))[0]
+            paginator.advance(response)
+
+    def iter_optouts(self, start: datetime, end: datetime) -> Iterator[dict[str, Any]]:
+        """Unsubscribed, then blocked contacts whose status changed in [start, end). The API
+        has no date filter (2.2): every opted-out contact is read, the window applied here."""
+        for status in wire.OPTED_OUT_STATUSES:
+            for contact in self._contacts(opt_in_status=status):
+                record = wire.v2_record(contact, start, end)
+                if _in_window(record, start, end):
+                    yield record
+
+    def optout_numbers(self, numbers: list[str]) -> WriteResult:
+        """One pass over the brand's contacts maps numbers to contacts; then `PUT` the known
+        ones to `unsubscribed` and `POST` the others as new unsubscribed contacts (6.3)."""
+        unique, repeats = _unique(numbers)
+        result = WriteResult(already_present=repeats)
+        if not unique:
+            return result
+        wanted = set(unique)
+        known: dict[str, tuple[Any, str | None]] = {}
+        for contact in self._contacts():
+            number = contact.get("mobile_number")
+            if number in wanted:
+                known[number] = (contact.get("contact_id"), contact.get("opt_in_status"))
+        for number in unique:
+            contact_id, status = known.get(number, (None, None))
+            if status in wire.OPTED_OUT_STATUSES:
+                result.already_present += 1
+                continue
+            try:
+                if contact_id is not None and self._unsubscribe(contact_id):
+                    result.written += 1
+                    continue
+                self._create_unsubscribed(number)
+            except ProviderError as exc:
+                if exc.status in PER_NUMBER_STATUSES:
+                    result.rejected.append((number, exc.detail or f"HTTP {exc.status}"))
+                    continue
+                raise
+            result.written += 1
+        return result
+
+    def _unsubscribe(self, contact_id: Any) -> bool:
+        """PUT the contact to `unsubscribed`; False when it vanished since the lookup."""
+        response = self.session.request(
+            "PUT",
+            wire.brand_contact_path(self.brand_id, contact_id),
+            json={"opt_in_status": wire.OPTOUT_STATUS},
+            ok=(404,),
+        )
+        return response.status_code != 404
+
+    def _create_unsubscribed(self, number: str) -> None:
+        self.session.request(
+            "POST",
+            wire.brand_contacts_path(self.brand_id),
+            json={"mobile_number": number, "opt_in_status": wire.OPTOUT_STATUS},
+        )
+
+
+def _in_window(record: dict[str, Any], start: datetime, end: datetime) -> bool:
+    value = record.get("optOutDate")
+    return value is not None and to_rfc3339(start) <= value < to_rfc3339(end)
+
+
+def _json_or_none(response: requests.Response) -> Any:
+    try:
+        return decode_json(response)
+    except Exception:
+        return None
+
+
+def slicktext_client_from_config(
+    settings: dict[str, Any], **kw: Any
+) -> SlickTextLegacyClient | SlickTextV2Client:
+    """The new API when `api_key` is set, else the legacy API (public and private key)."""
+    page_size = _page_size(settings.get("page_size"))
+    if settings.get("api_key"):
+        return SlickTextV2Client(
+            settings.get("base_url") or wire.V2_DEFAULT_BASE_URL,
+            settings["api_key"],
+            settings.get("brand_id"),
+            page_size=page_size,
+            requests_per_second=settings.get("requests_per_second"),
+            **kw,
+        )
+    if settings.get("public_key") and settings.get("private_key"):
+        return SlickTextLegacyClient(
+            settings.get("base_url") or wire.LEGACY_DEFAULT_BASE_URL,
+            settings["public_key"],
+            settings["private_key"],
+            page_size=page_size,
+            optout_action=settings.get("optout_action") or wire.DEFAULT_OPTOUT_ACTION,
+            **kw,
+        )
+    missing = "private_key" if settings.get("public_key") else "public_key"
+    if not settings.get("public_key") and not settings.get("private_key"):
+        missing = "api_key (new API) or public_key and private_key (legacy API)"
+    raise ValueError(f"SlickText: {missing} is not set")

@@ -1,0 +1,700 @@
+"""Optizmo emulators: the SUPPRESS API with its pre-signed storage, and the collect app.
+
+provider-apis.md 3.2-3.6, 5.4 and 6.4. Lists hold rows (plain value, hash, UTC time,
+collected or imported, campaign data); downloads are rendered once to a temporary file from a
+snapshot taken at prepare time and streamed from it, so big lists do not sit in memory twice.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import math
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from operator import attrgetter
+from pathlib import Path
+from typing import Any
+
+from optouts_providers.optizmo import wire
+from optouts_providers.timeutil import parse_timestamp
+from optouts_sandbox import credentials as C
+from optouts_sandbox.core import (
+    Emulator,
+    RateLimit,
+    Request,
+    Response,
+    json_response,
+)
+from optouts_sandbox.seed import Person, at_provider
+
+API_KEYS = frozenset({C.OPTIZMO_API_KEY, C.OPTIZMO_OTHER_API_KEY})
+INVALID_PAYLOAD = "Invalid request payload sent. Further details will be available in the payload."
+# Headers are sent on every answer (3.2); with no limit configured they describe this one.
+NOMINAL_LIMIT = RateLimit(per_window=100_000, window_seconds=60.0)
+COLLECTED_MESSAGE = "Optout has been collected and will be processed shortly."
+DOWNLOAD_TTL = timedelta(days=1)
+FILE_CHUNK = 1 << 16
+CAMPAIGNS = [f"Spring Sale {n}" for n in range(5)]
+AFFILIATES = [f"Affiliate {n}" for n in range(7)]
+SUB_AFFILIATES = [f"sub-{n}" for n in range(3)]
+IPS = [f"198.51.100.{n}" for n in range(1, 251)]
+OUTCOME_MESSAGES = {
+    wire.STATUS_SUCCESS: "Import completed.",
+    wire.STATUS_FAILED: "Import failed: the file could not be processed.",
+    wire.STATUS_REMOVED: "Import was removed.",
+}
+
+
+@dataclass(slots=True)
+class Row:
+    plain: str  # "" for a hash-only entry
+    hashed: str
+    at: datetime  # UTC, whole seconds
+    collected: bool
+    campaign: str = ""
+    affiliate: str = ""
+    sub_affiliate: str = ""
+    ip: str = ""
+    visible_at: datetime | None = None  # collect is asynchronous (3.6)
+
+    def visible(self, now: datetime) -> bool:
+        return self.visible_at is None or self.visible_at <= now
+
+
+@dataclass
+class OptoutList:
+    list_id: str
+    kind: str  # "email", "sms" or "grouped"
+    rows: list[Row] = field(default_factory=list)
+    hashes: set[str] = field(default_factory=set)
+
+    def add(self, row: Row) -> bool:
+        if row.hashed in self.hashes:
+            return False
+        self.hashes.add(row.hashed)
+        self.rows.append(row)
+        return True
+
+
+@dataclass
+class Download:
+    token: str
+    signature: str
+    list_id: str
+    columns: list[str]
+    collection_types: set[str]
+    date_from: date | None
+    date_to: date | None
+    domains: list[str]
+    prepared_at: datetime
+    ready_at: datetime
+    expires_at: datetime
+    limit: int  # rows of the list at prepare time
+    files: dict[str, Path] = field(default_factory=dict)
+    not_ready: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass
+class Import:
+    reference: str
+    owner: str
+    list_id: str
+    size: int
+    upload_id: str
+    signature: str
+    expires_at: datetime
+    uploaded_at: datetime | None = None
+    entries: list[str] = field(default_factory=list)
+    submitted: int = 0
+    malformed: int = 0
+    result: dict[str, Any] | None = None
+
+
+def _now_seconds(now: datetime) -> datetime:
+    return now.replace(microsecond=0)
+
+
+def _s3_error(status: int, code: str, message: str) -> Response:
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{code}</Code><Message>{message}</Message></Error>"
+    ).encode()
+    return Response(status, body, {"Content-Type": "application/xml"})
+
+
+def _api_key(request: Request) -> str | None:
+    """3.2: `Authorization: Bearer <key>` (prose) or `api_key: <key>` (security scheme)."""
+    auth = request.header("authorization") or ""
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return request.header("api_key")
+
+
+class _OptizmoAuth(Emulator):
+    """Credential and rate-limit behaviour shared by the SUPPRESS and collect apps."""
+
+    def credential(self, request: Request) -> str | None:
+        if request.path.startswith("/storage/"):
+            return None  # pre-signed storage is not the API
+        return _api_key(request)
+
+    def rate_limit_headers(self, limit: RateLimit, remaining: int, reset: float) -> dict[str, str]:
+        if self.switches.optizmo_reset == "epoch":
+            reset_value = str(math.ceil(time.time() + reset))
+        else:
+            reset_value = str(math.ceil(reset))
+        return {
+            wire.RATE_LIMIT: str(limit.per_window or int(limit.per_second or 0)),
+            wire.RATE_REMAINING: str(remaining),
+            wire.RATE_RESET: reset_value,
+        }
+
+    def rate_limited(self, request: Request, retry_after: float) -> Response:
+        # No Retry-After: the x-rate-limit-* headers (added by the server) say when.
+        return json_response({"message": "Too many requests"}, 429)
+
+    def authorized(self, request: Request) -> tuple[str | None, Response | None]:
+        key = _api_key(request)
+        if key not in API_KEYS:
+            return None, self.error(request, 401, "Authorization not sent or failed.")
+        return key, None
+
+    def with_rate_headers(self, request: Request, key: str, response: Response) -> Response:
+        """Headers on every answer: when no limit is configured, a nominal one."""
+        if self.switches.rate_limit(self.rate_limit_key or self.prefix) is None:
+            _, remaining, reset = self.sandbox.limiter.check(
+                f"{self.prefix}:nominal", key, NOMINAL_LIMIT
+            )
+            response.headers.update(self.rate_limit_headers(NOMINAL_LIMIT, remaining, reset))
+        return response
+
+
+class OptizmoEmulator(_OptizmoAuth):
+    prefix = "optizmo"
+
+    def __init__(self, sandbox: Any) -> None:
+        super().__init__(sandbox)
+        self._tmp = Path(tempfile.mkdtemp(prefix="optizmo-sandbox-"))
+        self.lists: dict[str, OptoutList] = {}
+        self.downloads: dict[str, Download] = {}
+        self.imports: dict[str, Import] = {}
+        self.uploads: dict[str, Import] = {}
+        # Test faults on the served file: "empty_zip" or "drop_column:<name>".
+        self.file_fault: str | None = None
+        # Test fault: the next N upload URLs handed out are already expired.
+        self.expire_next_uploads = 0
+        # What reached the storage paths, for tests and the demo.
+        self.storage_credential_headers = 0
+        self.prepare_download_bodies: list[dict[str, Any]] = []
+        self.upload_puts: list[dict[str, Any]] = []
+
+    def __del__(self) -> None:
+        shutil.rmtree(getattr(self, "_tmp", ""), ignore_errors=True)
+
+    # -- store ----------------------------------------------------------------------------
+    def seed(self, population: list[Person]) -> None:
+        with self.lock:
+            for path in self._tmp.glob("*"):
+                path.unlink(missing_ok=True)
+            self.downloads.clear()
+            self.imports.clear()
+            self.uploads.clear()
+            self.storage_credential_headers = 0
+            self.file_fault = None
+            self.expire_next_uploads = 0
+            self.prepare_download_bodies.clear()
+            self.upload_puts.clear()
+            self.lists = {
+                C.OPTIZMO_EMAIL_LIST_ID: OptoutList(C.OPTIZMO_EMAIL_LIST_ID, "email"),
+                C.OPTIZMO_SMS_LIST_ID: OptoutList(C.OPTIZMO_SMS_LIST_ID, "sms"),
+                C.OPTIZMO_GROUPED_LIST_ID: OptoutList(C.OPTIZMO_GROUPED_LIST_ID, "grouped"),
+            }
+            emails, phones = self.lists[C.OPTIZMO_EMAIL_LIST_ID], self.lists[C.OPTIZMO_SMS_LIST_ID]
+            for person in at_provider(population, "optizmo"):
+                at = person.opted_out_at.replace(microsecond=0)
+                collected = person.index % 4 != 0
+                if person.has_email:  # seed emails are already trimmed and lowercased
+                    emails.add(self._seed_row(person.email, at, collected, person.index))
+                if person.has_phone:
+                    phones.add(self._seed_row(person.phone[1:], at, collected, person.index))
+
+    @staticmethod
+    def _seed_row(plain: str, at: datetime, collected: bool, index: int) -> Row:
+        hashed = hashlib.md5(plain.encode()).hexdigest()
+        if not collected:
+            return Row(plain, hashed, at, False)
+        return Row(
+            plain,
+            hashed,
+            at,
+            True,
+            CAMPAIGNS[index % len(CAMPAIGNS)],
+            AFFILIATES[index % len(AFFILIATES)],
+            SUB_AFFILIATES[index % len(SUB_AFFILIATES)],
+            IPS[index % len(IPS)],
+        )
+
+    def row_for(
+        self,
+        kind: str,
+        value: str,
+        at: datetime,
+        *,
+        collected: bool,
+        visible_at: datetime | None = None,
+    ) -> Row:
+        value = wire.normalize(value)
+        if wire.is_md5(value):
+            return Row("", value, _now_seconds(at), collected, visible_at=visible_at)
+        plain = wire.sms_digits(value) if kind == "sms" else value
+        return Row(
+            plain, wire.hash_value(plain), _now_seconds(at), collected, visible_at=visible_at
+        )
+
+    def inspect(self) -> dict[str, Any]:
+        with self.lock:
+            self._settle()
+            now = self.clock.now()
+            lists: dict[str, Any] = {}
+            for list_id, lst in self.lists.items():
+                rows = [r for r in lst.rows if r.visible(now)]
+                plains = sorted(r.plain for r in rows if r.plain)
+                lists[list_id] = {
+                    "kind": lst.kind,
+                    "count": len(rows),
+                    "emails": plains if lst.kind == "email" else [],
+                    "hashes": sorted(r.hashed for r in rows),
+                    "phones": ["+" + p for p in plains] if lst.kind == "sms" else [],
+                }
+            imports = {
+                ref: (imp.result or {}).get("status", wire.STATUS_RUNNING)
+                for ref, imp in self.imports.items()
+            }
+            total = sum(item["count"] for item in lists.values())
+            return {"count": total, "lists": lists, "imports": imports}
+
+    def admin_add(self, records: list[dict[str, Any]]) -> int:
+        """Records `{"list_id", "email"|"sms"|"hashed", "timestamp"?, "collection_type"?}`."""
+        added = 0
+        with self.lock:
+            for record in records:
+                lst = self.lists.get(str(record.get("list_id")))
+                if lst is None or lst.kind == "grouped":
+                    raise ValueError(f"no Optizmo list {record.get('list_id')!r} to add to")
+                value = record.get("email") or record.get("sms") or record.get("hashed")
+                if not isinstance(value, str) or not value.strip():
+                    raise ValueError("an Optizmo record needs email, sms or hashed")
+                stamp = record.get("timestamp")
+                at = parse_timestamp(stamp) if stamp else self.clock.now()
+                collected = record.get("collection_type", "collected") == "collected"
+                added += lst.add(self.row_for(lst.kind, value, at, collected=collected))
+        return added
+
+    # -- dispatch -------------------------------------------------------------------------
+    def handle(self, request: Request) -> Response:
+        path = request.path.rstrip("/")
+        if path.startswith("/storage/downloads/") and request.method == "GET":
+            return self._storage_download(request, path.rsplit("/", 1)[1])
+        if path.startswith("/storage/uploads/") and request.method == "PUT":
+            return self._storage_upload(request, path.rsplit("/", 1)[1])
+        if path.startswith("/storage/"):
+            return _s3_error(405, "MethodNotAllowed", "The method is not allowed.")
+        key, refused = self.authorized(request)
+        if refused is not None or key is None:
+            return refused or self.error(request, 401, "Authorization not sent or failed.")
+        with self.lock:
+            self._settle()
+            response = self._route(request, path, key)
+        return self.with_rate_headers(request, key, response)
+
+    def _route(self, request: Request, path: str, key: str) -> Response:
+        method = request.method
+        if path == "/" + wire.PREPARE_DOWNLOAD and method == "POST":
+            return self._prepare_download(request)
+        if path == "/" + wire.PREPARE_UPLOAD and method == "POST":
+            return self._prepare_upload(request, key)
+        status_prefix = "/" + wire.UPLOAD_STATUS.format(ref="")
+        if path.startswith(status_prefix) and method == "GET":
+            return self._upload_status(path[len(status_prefix) :], key)
+        return self.error(request, 404, f"no endpoint {method} {path}")
+
+    # -- download -------------------------------------------------------------------------
+    def _prepare_download(self, request: Request) -> Response:
+        try:
+            body = request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return self.error(request, 400, INVALID_PAYLOAD)
+        self.prepare_download_bodies.append(body)
+        problem, spec = _download_spec(body)
+        if problem:
+            return self.error(request, 400, f"{INVALID_PAYLOAD} {problem}")
+        lst = self.lists.get(body["optoutListId"])
+        if lst is None:
+            return self.error(request, 404, "Opt-Out List not found.")
+        now = self.clock.now()
+        token = uuid.uuid4().hex
+        download = Download(
+            token=token,
+            signature=secrets.token_urlsafe(24),
+            list_id=lst.list_id,
+            prepared_at=now,
+            ready_at=now + timedelta(seconds=self.switches.download_delay_seconds),
+            expires_at=now + DOWNLOAD_TTL,
+            limit=len(lst.rows),
+            **spec,
+        )
+        self.downloads[token] = download
+        link = (
+            f"{request.base_url}/storage/downloads/{token}"
+            f"?Expires={int(download.expires_at.timestamp())}&Signature={download.signature}"
+        )
+        return json_response({self.switches.optizmo_download_field: link})
+
+    def _storage_download(self, request: Request, token: str) -> Response:
+        self._note_storage_credential(request)
+        with self.lock:
+            download = self.downloads.get(token)
+            if download is None:
+                return _s3_error(404, "NoSuchKey", "The specified key does not exist.")
+            if request.arg("Signature") != download.signature:
+                return _s3_error(403, "SignatureDoesNotMatch", "The signature does not match.")
+            now = self.clock.now()
+            if now >= download.expires_at:
+                return _s3_error(403, "AccessDenied", "Request has expired")
+            if now < download.ready_at:
+                download.not_ready += 1
+                self.sandbox.count("optizmo download:not-ready")
+                return _s3_error(404, "NoSuchKey", "The specified key does not exist.")
+            lst = self.lists[download.list_id]
+            rows = lst.rows[: download.limit]
+            kind = lst.kind
+        fmt = "zip" if self.switches.download_format == "zip" else "csv"
+        fault = self.file_fault
+        if fault == "empty_zip":
+            fmt = "zip"
+        with download.lock:
+            path = download.files.get(f"{fmt}:{fault}")
+            if path is None:
+                path = self._render(download, rows, kind, fmt, fault)
+                download.files[f"{fmt}:{fault}"] = path
+        size = path.stat().st_size
+        send = size // 2 if self.switches.truncate_downloads else size
+        content_type = "application/zip" if fmt == "zip" else "text/csv; charset=utf-8"
+        return Response(
+            200,
+            _file_chunks(path, send),
+            {
+                "Content-Type": content_type,
+                "Content-Disposition": f'attachment; filename="optouts.{fmt}"',
+            },
+            content_length=size,
+        )
+
+    def _render(
+        self, download: Download, rows: list[Row], kind: str, fmt: str, fault: str | None
+    ) -> Path:
+        path = self._tmp / f"{download.token}-{fmt}-{secrets.token_hex(4)}"
+        columns = wire.file_columns(download.columns)
+        if fault and fault.startswith("drop_column:"):
+            columns = [c for c in columns if c != fault.split(":", 1)[1]]
+        with open(path, "wb") as raw:
+            if fmt == "csv":
+                text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+                _write_csv(text, columns, self._selected(download, rows, kind))
+                text.detach()
+            else:
+                with zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as archive:
+                    if fault != "empty_zip":
+                        with archive.open("optouts.csv", "w") as member:
+                            text = io.TextIOWrapper(member, encoding="utf-8", newline="")
+                            _write_csv(text, columns, self._selected(download, rows, kind))
+                            text.detach()
+        return path
+
+    def _selected(self, download: Download, rows: list[Row], kind: str) -> Iterator[Row]:
+        # domainFilter applies to email addresses; SMS lists have none (ignored there).
+        domains = download.domains if kind == "email" else []
+        for row in rows:
+            if not row.visible(download.prepared_at):
+                continue
+            if ("collected" if row.collected else "imported") not in download.collection_types:
+                continue
+            day = row.at.date()
+            if download.date_from and day < download.date_from:
+                continue
+            if download.date_to and day > download.date_to:
+                continue
+            if domains and not (row.plain and wire.domain_matches(row.plain, domains)):
+                continue
+            yield row
+
+    def _note_storage_credential(self, request: Request) -> None:
+        if request.header("authorization") or request.header("api_key"):
+            with self.lock:
+                self.storage_credential_headers += 1
+            self.sandbox.count("optizmo storage:credential-header")
+
+    # -- upload ---------------------------------------------------------------------------
+    def _prepare_upload(self, request: Request, key: str) -> Response:
+        try:
+            body = request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return self.error(request, 400, INVALID_PAYLOAD)
+        list_id, size = body.get("optoutListId"), body.get("fileContentLength")
+        if not isinstance(list_id, str) or not list_id:
+            return self.error(request, 400, f"{INVALID_PAYLOAD} optoutListId is required.")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            return self.error(request, 400, f"{INVALID_PAYLOAD} fileContentLength is required.")
+        if size > wire.MAX_UPLOAD_BYTES:
+            return self.error(request, 400, f"{INVALID_PAYLOAD} The file must not exceed 5 GB.")
+        lst = self.lists.get(list_id)
+        if lst is None:
+            return self.error(request, 404, "Opt-Out List not found.")
+        if lst.kind == "grouped":
+            return self.error(request, 403, "The Opt-Out List is a Grouped list.")
+        now = self.clock.now()
+        ttl = timedelta(seconds=self.switches.upload_url_ttl_seconds)
+        if self.expire_next_uploads > 0:
+            self.expire_next_uploads -= 1
+            ttl = timedelta()
+        imp = Import(
+            reference=str(uuid.uuid4()),
+            owner=key,
+            list_id=list_id,
+            size=size,
+            upload_id=uuid.uuid4().hex,
+            signature=secrets.token_urlsafe(24),
+            expires_at=now + ttl,
+        )
+        self.imports[imp.reference] = imp
+        self.uploads[imp.upload_id] = imp
+        url = (
+            f"{request.base_url}/storage/uploads/{imp.upload_id}?AWSAccessKeyId=SANDBOX"
+            f"&Expires={int(imp.expires_at.timestamp())}&Signature={imp.signature}"
+        )
+        return json_response({"uploadUrl": url, "importReference": imp.reference})
+
+    def _storage_upload(self, request: Request, upload_id: str) -> Response:
+        self._note_storage_credential(request)
+        with self.lock:
+            self.upload_puts.append(
+                {
+                    "upload_id": upload_id,
+                    "content_length": request.header("content-length"),
+                    "body_bytes": len(request.body),
+                    "credential": bool(
+                        request.header("authorization") or request.header("api_key")
+                    ),
+                }
+            )
+            imp = self.uploads.get(upload_id)
+            if imp is None:
+                return _s3_error(404, "NoSuchUpload", "The specified upload does not exist.")
+            if request.arg("Signature") != imp.signature:
+                return _s3_error(403, "SignatureDoesNotMatch", "The signature does not match.")
+            now = self.clock.now()
+            if now >= imp.expires_at:
+                return _s3_error(403, "AccessDenied", "Request has expired")
+            if len(request.body) != imp.size:
+                return _s3_error(
+                    400, "IncompleteBody", "The body length does not match fileContentLength."
+                )
+            if imp.result is not None:
+                return _s3_error(409, "OperationAborted", "The import is already processed.")
+            kind = self.lists[imp.list_id].kind
+            imp.entries, imp.submitted, imp.malformed = [], 0, 0
+            for line in request.body.decode("utf-8", "replace").splitlines():
+                value = wire.normalize(line)
+                if not value:
+                    continue
+                imp.submitted += 1
+                if wire.valid_upload_entry(value, kind):
+                    imp.entries.append(value)
+                else:
+                    imp.malformed += 1
+            imp.uploaded_at = now
+        return Response(200, b"", {"ETag": f'"{uuid.uuid4().hex}"'})
+
+    def _upload_status(self, raw_reference: str, key: str) -> Response:
+        imp = self.imports.get(raw_reference.lower())
+        if imp is None:
+            return json_response({"message": "Import reference not found."}, 404)
+        if imp.owner != key:
+            return json_response(
+                {"message": "Attempted to access a resource not owned by the requesting user."},
+                403,
+            )
+        return json_response(imp.result or {"status": wire.STATUS_RUNNING})
+
+    def _settle(self) -> None:
+        """Finish the imports whose processing time has passed (caller holds the lock)."""
+        now = self.clock.now()
+        delay = timedelta(seconds=self.switches.upload_processing_seconds)
+        for imp in self.imports.values():
+            if imp.result is not None or imp.uploaded_at is None:
+                continue
+            done_at = imp.uploaded_at + delay
+            if now < done_at:
+                continue
+            outcome = self.switches.upload_outcome
+            if outcome not in wire.TERMINAL_STATUSES:
+                outcome = wire.STATUS_FAILED
+            lst = self.lists[imp.list_id]
+            added = 0
+            if outcome == wire.STATUS_SUCCESS:
+                for value in imp.entries:
+                    added += lst.add(self.row_for(lst.kind, value, done_at, collected=False))
+            imp.result = {
+                "status": outcome,
+                "message": OUTCOME_MESSAGES[outcome],
+                "elapsedSeconds": round(delay.total_seconds(), 3),
+                "addedCount": added,
+                "malformedCount": imp.malformed,
+                "submittedCount": imp.submitted,
+            }
+            imp.entries = []
+
+
+class OptizmoCollectEmulator(_OptizmoAuth):
+    """The collect app (3.6): one opt-out per call into an email or SMS list."""
+
+    prefix = "optizmo-collect"
+
+    def __init__(self, sandbox: Any, optizmo: OptizmoEmulator) -> None:
+        super().__init__(sandbox)
+        self.optizmo = optizmo
+        self.lock = optizmo.lock
+
+    def handle(self, request: Request) -> Response:
+        if request.path.rstrip("/") != "/" + wire.COLLECT or request.method != "POST":
+            return self.error(request, 404, f"no endpoint {request.method} {request.path}")
+        key, refused = self.authorized(request)
+        if refused is not None or key is None:
+            return refused or self.error(request, 401, "Authorization not sent or failed.")
+        with self.lock:
+            response = self._collect(request)
+        return self.with_rate_headers(request, key, response)
+
+    def _collect(self, request: Request) -> Response:
+        try:
+            body = request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("optoutListId"), str):
+            return self.error(request, 400, INVALID_PAYLOAD)
+        given = [k for k in ("email", "sms") if body.get(k) not in (None, "")]
+        if len(given) != 1 or not isinstance(body[given[0]], str):
+            return self.error(request, 400, f"{INVALID_PAYLOAD} Send exactly one of email or sms.")
+        lst = self.optizmo.lists.get(body["optoutListId"])
+        if lst is None or lst.kind == "grouped":
+            return self.error(
+                request,
+                403,
+                "The Opt-Out List id is invalid, or the list is "
+                "disabled, deleted, grouped or linked.",
+            )
+        field_name, value = given[0], wire.normalize(body[given[0]])
+        if (field_name == "sms") != (lst.kind == "sms"):
+            return self.error(
+                request, 400, f"{INVALID_PAYLOAD} This list does not take {field_name}."
+            )
+        valid = wire.is_sms(value) if field_name == "sms" else wire.is_email(value)
+        if not valid:
+            return self.error(request, 400, f"{INVALID_PAYLOAD} Invalid {field_name}.")
+        now = self.clock.now()
+        delay = self.switches.collect_delay_seconds
+        visible_at = now + timedelta(seconds=delay) if delay else None
+        lst.add(self.optizmo.row_for(lst.kind, value, now, collected=True, visible_at=visible_at))
+        return json_response({"message": COLLECTED_MESSAGE})
+
+
+def _download_spec(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Validate prepare-download (3.3). Returns (problem, Download fields)."""
+    if not isinstance(body.get("optoutListId"), str) or not body["optoutListId"]:
+        return "optoutListId is required.", {}
+    columns = body.get("columns")
+    if not isinstance(columns, list) or not columns or any(c not in wire.COLUMNS for c in columns):
+        return f"columns must be a non-empty subset of {list(wire.COLUMNS)}.", {}
+    types = body.get("collectionType")
+    if (
+        not isinstance(types, list)
+        or not types
+        or any(t not in wire.COLLECTION_TYPES for t in types)
+    ):
+        return f"collectionType must be a non-empty subset of {list(wire.COLLECTION_TYPES)}.", {}
+    date_from = date_to = None
+    if body.get("dateRange") is not None:
+        span = body["dateRange"]
+        try:
+            if not isinstance(span, dict):
+                raise ValueError
+            date_from = _date(span.get("from"))
+            date_to = _date(span.get("to"))
+        except ValueError:
+            return "dateRange needs from and to as YYYY-MM-DD.", {}
+        if date_from and date_to and date_from > date_to:
+            return "dateRange from is after to.", {}
+    domain_filter = body.get("domainFilter")
+    if domain_filter is not None and not isinstance(domain_filter, str):
+        return "domainFilter must be a string.", {}
+    return "", {
+        "columns": list(dict.fromkeys(columns)),
+        "collection_types": set(types),
+        "date_from": date_from,
+        "date_to": date_to,
+        "domains": wire.domain_list(domain_filter),
+    }
+
+
+def _date(value: Any) -> date | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(value)
+    return datetime.strptime(value, wire.DATE_FORMAT).date()
+
+
+def _write_csv(text: io.TextIOWrapper, columns: list[str], rows: Iterator[Row]) -> None:
+    getters = [_CELL[column] for column in columns]
+    writer = csv.writer(text)
+    writer.writerow(columns)
+    writer.writerows([get(row) for get in getters] for row in rows)
+    text.flush()
+
+
+_CELL: dict[str, Callable[[Row], str]] = {
+    "plain": attrgetter("plain"),
+    "hashed": attrgetter("hashed"),
+    "timestamp": lambda row: row.at.isoformat(" ")[:19],  # wire.TIMESTAMP_FORMAT
+    "campaign": attrgetter("campaign"),
+    "affiliate": attrgetter("affiliate"),
+    "sub_affiliate": attrgetter("sub_affiliate"),
+    "ip": attrgetter("ip"),
+}
+
+
+def _file_chunks(path: Path, limit: int) -> Iterator[bytes]:
+    """The first `limit` bytes of a file, in chunks (a shorter `limit` truncates)."""
+    left = limit
+    with open(path, "rb") as handle:
+        while left > 0:
+            chunk = handle.read(min(FILE_CHUNK, left))
+            if not chunk:
+                return
+            left -= len(chunk)
+            yield chunk

@@ -1,0 +1,57 @@
+"""optizmo_optouts: one partition per configured opt-out list (provider-apis.md 6.4)."""
+
+from __future__ import annotations
+
+import typing as t
+from functools import cached_property
+
+from optouts_providers.optizmo import wire
+from optouts_providers.optizmo.client import OptizmoClient
+from tap_optouts.client import OptoutsStream, http_options, load_schema
+
+if t.TYPE_CHECKING:
+    from datetime import datetime
+
+    from singer_sdk.helpers.types import Context
+
+
+class OptizmoOptoutsStream(OptoutsStream):
+    name = "optizmo_optouts"
+    provider_key = "optizmo"
+    replication_key = "timestamp"
+    primary_keys: t.ClassVar[list[str]] = ["optout_list_id", "hashed"]
+    schema = load_schema("optizmo_optouts")
+
+    @classmethod
+    def configured(cls, config: t.Mapping[str, t.Any]) -> bool:
+        settings = config.get(cls.provider_key) or {}
+        return bool(settings.get("api_key") and settings.get("list_ids"))
+
+    @property
+    def partitions(self) -> list[dict[str, t.Any]] | None:
+        list_ids = self.provider_config.get("list_ids") or []
+        return [{"optout_list_id": str(list_id)} for list_id in list_ids]
+
+    @cached_property
+    def client(self) -> OptizmoClient:
+        settings = self.provider_config
+        return OptizmoClient(
+            settings.get("base_url") or wire.DEFAULT_BASE_URL,
+            settings["api_key"],
+            **http_options(self.config),
+        )
+
+    def fetch(
+        self, context: Context | None, start: datetime, end: datetime
+    ) -> t.Iterator[dict[str, t.Any]]:
+        settings = self.provider_config
+        yield from self.client.iter_optouts(
+            (context or {})["optout_list_id"],
+            start,
+            end,
+            columns=settings.get("columns") or wire.DEFAULT_COLUMNS,
+            collection_types=settings.get("collection_types") or wire.COLLECTION_TYPES,
+            domain_filter=settings.get("domain_filter"),
+            poll_interval_seconds=float(settings.get("poll_interval_seconds") or 5),
+            download_timeout_seconds=float(settings.get("download_timeout_seconds") or 900),
+        )

@@ -1,0 +1,42 @@
+"""The `slicktext_optouts` stream: one stream for both SlickText APIs (provider-apis.md 6.3)."""
+
+from __future__ import annotations
+
+import typing as t
+
+from optouts_providers.slicktext.client import slicktext_client_from_config
+from tap_optouts.client import OptoutsStream, http_options, load_schema
+
+if t.TYPE_CHECKING:
+    from datetime import datetime
+
+    from singer_sdk import Tap
+    from singer_sdk.helpers.types import Context
+
+
+class SlickTextOptoutsStream(OptoutsStream):
+    """Opt-outs from the legacy API (public and private key) or the new API (API key)."""
+
+    name = "slicktext_optouts"
+    provider_key = "slicktext"
+    primary_keys = ("id",)
+    replication_key = "optOutDate"
+
+    def __init__(self, tap: Tap) -> None:
+        super().__init__(tap=tap, schema=load_schema(self.name))
+
+    @classmethod
+    def configured(cls, config: t.Mapping[str, t.Any]) -> bool:
+        settings = config.get(cls.provider_key) or {}
+        legacy = bool(settings.get("public_key") and settings.get("private_key"))
+        return legacy or bool(settings.get("api_key"))
+
+    def fetch(
+        self, context: Context | None, start: datetime, end: datetime
+    ) -> t.Iterator[dict[str, t.Any]]:
+        client = slicktext_client_from_config(self.provider_config, **http_options(self.config))
+        try:
+            yield from client.iter_optouts(start, end)
+        finally:
+            self.logger.info("%s: %s", self.name, client.stats.as_dict())
+            client.close()

@@ -1,0 +1,169 @@
+"""Destinations: one writer per configured provider, shared by every sink of the run.
+
+For each batch a destination drops the opt-outs that came from its own provider (with
+`skip_origin`), those it cannot carry (a channel it lacks) and those it already wrote in this
+run, then writes the rest synchronously. An address is remembered as written only once the
+provider accepted the call; a failed write raises `DeliveryError`, so that the SDK never
+acknowledges the batch (no STATE covers it). Sinks may drain in parallel threads: a lock per
+destination keeps filtering, writing and counting consistent.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from optouts_providers.redact import redact
+from optouts_providers.results import WriteResult
+from target_optouts.normalize import OptOut
+from target_optouts.rejects import Rejects
+
+logger = logging.getLogger("target-optouts")
+
+# (channel, value): "email" / "phone" (E.164) / "md5" / "sms" (digits, no '+').
+Address = tuple[str, str]
+
+
+class DeliveryError(RuntimeError):
+    """A provider did not accept a batch; the batch is not acknowledged."""
+
+
+@dataclass
+class Counts:
+    """Per destination. Opt-outs (records): received, skipped_origin, skipped_channel, duplicate.
+    Addresses: sent, written, already_present, rejected, would_write (dry run)."""
+
+    received: int = 0
+    skipped_origin: int = 0
+    skipped_channel: int = 0
+    duplicate: int = 0
+    sent: int = 0
+    written: int = 0
+    already_present: int = 0
+    rejected: int = 0
+    would_write: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class Destination(abc.ABC):
+    """One provider as a place to write opt-outs to."""
+
+    provider: str = ""  # the origin name skip_origin compares with
+
+    def __init__(self, *, rejects: Rejects, dry_run: bool, skip_origin: bool) -> None:
+        self.rejects = rejects
+        self.dry_run = dry_run
+        self.skip_origin = skip_origin
+        self.counts = Counts()
+        self.done: set[Address] = set()
+        self.lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.provider
+
+    @abc.abstractmethod
+    def addresses(self, optout: OptOut) -> list[Address]:
+        """What of this opt-out the destination can carry (empty: nothing)."""
+
+    @abc.abstractmethod
+    def send(self, addresses: list[Address]) -> WriteResult:
+        """Write the addresses; return only once the provider accepted them."""
+
+    def stats(self) -> dict[str, Any]:
+        """The client's call statistics, for the summary."""
+        return {}
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the client's connections."""
+
+    def deliver(self, stream: str, optouts: Iterable[OptOut]) -> None:
+        with self.lock:
+            pending = self._select(optouts)
+            if not pending:
+                return
+            if self.dry_run:
+                self.counts.would_write += len(pending)
+                self.done.update(pending)
+                return
+            self.counts.sent += len(pending)
+            try:
+                result = self.send(list(pending))
+            except Exception as exc:
+                message = (
+                    f"{self.name}: writing {len(pending)} opt-out addresses from stream "
+                    f"{stream!r} failed; the batch is not acknowledged: {redact(exc)}"
+                )
+                logger.error("target-optouts: %s", message)
+                raise DeliveryError(message) from exc
+            self.counts.written += result.written
+            self.counts.already_present += result.already_present
+            self.counts.rejected += len(result.rejected)
+            for value, reason in result.rejected:
+                self.rejects.refused(stream, self.name, value, reason)
+            self.done.update(pending)
+
+    def _select(self, optouts: Iterable[OptOut]) -> dict[Address, OptOut]:
+        pending: dict[Address, OptOut] = {}
+        for optout in optouts:
+            self.counts.received += 1
+            if self.skip_origin and optout.origin == self.provider:
+                self.counts.skipped_origin += 1
+                continue
+            wanted = self.addresses(optout)
+            if not wanted:
+                self.counts.skipped_channel += 1
+                continue
+            new = [a for a in wanted if a not in self.done and a not in pending]
+            if not new:
+                self.counts.duplicate += 1
+                continue
+            for address in new:
+                pending[address] = optout
+        return pending
+
+
+class Destinations:
+    """Every configured destination; what the sinks hand their batches to."""
+
+    def __init__(self, items: list[Destination], rejects: Rejects, *, dry_run: bool) -> None:
+        if not items:
+            raise ValueError(
+                "No destination is configured: set the credentials of at least one of "
+                "checkmarket (master_key, key), slicktext (public_key and private_key, or "
+                "api_key) or optizmo (api_key and email_list_id and/or sms_list_id)."
+            )
+        self.items = items
+        self.rejects = rejects
+        self.dry_run = dry_run
+
+    def deliver(self, stream: str, optouts: list[OptOut]) -> None:
+        try:
+            for destination in self.items:
+                destination.deliver(stream, optouts)
+        except DeliveryError:
+            logger.error(
+                "target-optouts summary at failure: %s", json.dumps(self.summary(), sort_keys=True)
+            )
+            raise
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "input": self.rejects.summary(),
+            "destinations": {
+                d.name: {**d.counts.as_dict(), "calls": d.stats()} for d in self.items
+            },
+        }
+
+    def close(self) -> None:
+        for destination in self.items:
+            destination.close()
+        self.rejects.close()

@@ -1,0 +1,182 @@
+"""What a record means: the opt-out's email, phone and MD5, normalised, and where it came from.
+
+Field rules (first non-empty field wins):
+- email: `email`, `Email`, `EmailAddress`, `email_address`, or `plain` when it holds an `@`;
+- phone: `phone`, `number`, `PhoneNumber`, `phone_number`, `mobile_number`, `sms`, or `plain`
+  when it holds no `@`;
+- MD5: `hashed` (or `plain` when it is 32 hex digits), used only when the record has no email
+  and no phone (an Optizmo row's hash is of its own plain value, which is then the better
+  address; provider-apis.md 3.3).
+
+Emails are trimmed, lowercased and checked (syntax, length <= 254, local part <= 64); phones
+become E.164 with `phonenumbers` and the default region (digits with a country code but no `+`,
+as Optizmo's SMS lists hold them, are accepted too); an MD5 is 32 hex digits, lowercased.
+A value that cannot be normalised is a reason; the record's other addresses still count.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import phonenumbers
+
+EMAIL_FIELDS = ("email", "Email", "EmailAddress", "email_address")
+PHONE_FIELDS = ("phone", "number", "PhoneNumber", "phone_number", "mobile_number", "sms")
+PLAIN_FIELD = "plain"
+HASH_FIELD = "hashed"
+
+PROVIDERS = ("checkmarket", "slicktext", "optizmo")
+
+MAX_EMAIL_LENGTH = 254
+MAX_LOCAL_LENGTH = 64
+
+_LOCAL = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_TLD = re.compile(r"^(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})$")
+_MD5 = re.compile(r"^[0-9a-fA-F]{32}$")
+# Digits that may start with a country code: 11+ digits, so that a mistyped 10-digit
+# national number is not read as some other country's number.
+_DIGITS = re.compile(r"^\d{11,15}$")
+
+
+@dataclass
+class OptOut:
+    """One record's opt-out: its normalised addresses and the stream it came from."""
+
+    stream: str
+    email: str | None = None
+    phone: str | None = None  # E.164
+    md5: str | None = None
+    record: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def origin(self) -> str | None:
+        return origin_provider(self.stream)
+
+
+@dataclass
+class Normalised:
+    """The outcome for one record: an opt-out (None when nothing usable) and the reasons
+    for every value that was refused."""
+
+    optout: OptOut | None
+    reasons: list[str]
+
+
+def origin_provider(stream: str) -> str | None:
+    """The provider a stream comes from (`checkmarket_optouts` -> `checkmarket`), if any."""
+    lowered = stream.lower()
+    for provider in PROVIDERS:
+        if lowered.startswith(provider + "_") or lowered.startswith(provider + "-"):
+            return provider
+    return None
+
+
+def normalize_email(value: object) -> str:
+    """A trimmed, lowercased, syntactically sound email address, or ValueError."""
+    if not isinstance(value, str):
+        raise ValueError(f"not a string ({type(value).__name__})")
+    email = value.strip().lower()
+    if len(email) > MAX_EMAIL_LENGTH:
+        raise ValueError(f"longer than {MAX_EMAIL_LENGTH} characters")
+    local, at, domain = email.rpartition("@")
+    if not at or not local or not domain:
+        raise ValueError("not an email address")
+    if len(local) > MAX_LOCAL_LENGTH:
+        raise ValueError(f"local part longer than {MAX_LOCAL_LENGTH} characters")
+    if not _LOCAL.match(local):
+        raise ValueError("invalid characters before '@'")
+    labels = domain.split(".")
+    if len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
+        raise ValueError("invalid domain")
+    if not _TLD.match(labels[-1]):
+        raise ValueError("invalid top-level domain")
+    return email
+
+
+def normalize_phone(value: object, region: str) -> str:
+    """The E.164 form of a phone number, read in `region` unless it carries a country code."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise ValueError(f"not a string ({type(value).__name__})")
+    text = value.strip()
+    if not text:
+        raise ValueError("empty")
+    candidates = [text]
+    digits = re.sub(r"[\s().-]", "", text)
+    if _DIGITS.match(digits):
+        # Country code without '+' (Optizmo SMS lists: "12015550123"; provider-apis.md 3.6).
+        candidates.append("+" + digits)
+    for candidate in candidates:
+        try:
+            number = phonenumbers.parse(candidate, region)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(number):
+            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    raise ValueError(f"not a valid phone number for region {region}")
+
+
+def normalize_md5(value: object) -> str:
+    if not isinstance(value, str) or not _MD5.match(value.strip()):
+        raise ValueError("not 32 hexadecimal digits")
+    return value.strip().lower()
+
+
+def _first(record: dict[str, Any], names: tuple[str, ...]) -> tuple[str, Any] | None:
+    for name in names:
+        value = record.get(name)
+        if _present(value):
+            return name, value
+    return None
+
+
+def _present(value: Any) -> bool:
+    return value is not None and not (isinstance(value, str) and not value.strip())
+
+
+def normalize_record(record: Any, stream: str, region: str = "US") -> Normalised:
+    """Read one record's opt-out. Never raises: what cannot be used becomes a reason."""
+    if not isinstance(record, dict):
+        return Normalised(None, [f"record is not an object ({type(record).__name__})"])
+    reasons: list[str] = []
+    optout = OptOut(stream=stream, record=record)
+    email_field = _first(record, EMAIL_FIELDS)
+    phone_field = _first(record, PHONE_FIELDS)
+    plain = record.get(PLAIN_FIELD)
+    hashed_field: tuple[str, Any] | None = None
+    if _present(record.get(HASH_FIELD)):
+        hashed_field = (HASH_FIELD, record[HASH_FIELD])
+    if _present(plain):
+        if isinstance(plain, str) and "@" in plain:
+            email_field = email_field or (PLAIN_FIELD, plain)
+        elif isinstance(plain, str) and _MD5.match(plain.strip()):
+            hashed_field = hashed_field or (PLAIN_FIELD, plain)  # an MD5-only list's export
+        else:
+            phone_field = phone_field or (PLAIN_FIELD, plain)
+    if email_field:
+        name, value = email_field
+        try:
+            optout.email = normalize_email(value)
+        except ValueError as exc:
+            reasons.append(f"{name}: {exc}")
+    if phone_field:
+        name, value = phone_field
+        try:
+            optout.phone = normalize_phone(value, region)
+        except ValueError as exc:
+            reasons.append(f"{name}: {exc}")
+    if hashed_field and optout.email is None and optout.phone is None and not reasons:
+        name, value = hashed_field
+        try:
+            optout.md5 = normalize_md5(value)
+        except ValueError as exc:
+            reasons.append(f"{name}: {exc}")
+    if optout.email is None and optout.phone is None and optout.md5 is None:
+        if not reasons:
+            reasons.append("no email, phone or MD5 field")
+        return Normalised(None, reasons)
+    return Normalised(optout, reasons)

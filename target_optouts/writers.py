@@ -1,0 +1,204 @@
+"""The three providers as destinations, each wrapping its client (provider-apis.md 6.2-6.4).
+
+- CheckMarket carries emails and phones (E.164), in batched POSTs; a refused batch is bisected
+  by the client and the bad addresses come back as rejected.
+- SlickText carries phones (E.164): the legacy OPTOUT action, or the new API's find, then
+  update or create; the client paces itself under the rate limit.
+- Optizmo: the email list carries emails, and MD5s (bulk upload only); the SMS list carries
+  phones as digits without '+' (collect). Emails: collect up to `bulk_threshold` per batch,
+  bulk upload above it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from optouts_providers.checkmarket.client import CheckMarketClient
+from optouts_providers.optizmo import wire as optizmo_wire
+from optouts_providers.optizmo.client import OptizmoClient
+from optouts_providers.results import WriteResult
+from optouts_providers.slicktext.client import slicktext_client_from_config
+from tap_optouts.client import http_options
+from target_optouts.destinations import Address, Destination, Destinations
+from target_optouts.normalize import OptOut
+from target_optouts.rejects import Rejects
+
+
+class CheckMarketDestination(Destination):
+    provider = "checkmarket"
+
+    def __init__(self, client: CheckMarketClient, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.client = client
+
+    def addresses(self, optout: OptOut) -> list[Address]:
+        out: list[Address] = []
+        if optout.email:
+            out.append(("email", optout.email))
+        if optout.phone:
+            out.append(("phone", optout.phone))
+        return out
+
+    def send(self, addresses: list[Address]) -> WriteResult:
+        emails = [value for channel, value in addresses if channel == "email"]
+        phones = [value for channel, value in addresses if channel == "phone"]
+        return self.client.add_optouts(emails, phones)
+
+    def stats(self) -> dict[str, Any]:
+        return self.client.stats.as_dict()
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class SlickTextDestination(Destination):
+    provider = "slicktext"
+
+    def __init__(self, client: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.client = client
+
+    def addresses(self, optout: OptOut) -> list[Address]:
+        return [("phone", optout.phone)] if optout.phone else []
+
+    def send(self, addresses: list[Address]) -> WriteResult:
+        return self.client.optout_numbers([value for _, value in addresses])
+
+    def stats(self) -> dict[str, Any]:
+        return self.client.stats.as_dict()
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class OptizmoDestination(Destination):
+    provider = "optizmo"
+
+    def __init__(
+        self,
+        client: OptizmoClient,
+        *,
+        email_list_id: str | None,
+        sms_list_id: str | None,
+        bulk_threshold: int,
+        upload_timeout_seconds: float,
+        poll_interval_seconds: float,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.client = client
+        self.email_list_id = email_list_id
+        self.sms_list_id = sms_list_id
+        self.bulk_threshold = bulk_threshold
+        self.upload_timeout_seconds = upload_timeout_seconds
+        self.poll_interval_seconds = poll_interval_seconds
+
+    def addresses(self, optout: OptOut) -> list[Address]:
+        out: list[Address] = []
+        if self.email_list_id:
+            if optout.email:
+                out.append(("email", optout.email))
+            elif optout.md5:
+                out.append(("md5", optout.md5))
+        if self.sms_list_id and optout.phone:
+            out.append(("sms", optizmo_wire.sms_digits(optout.phone)))
+        return out
+
+    def send(self, addresses: list[Address]) -> WriteResult:
+        result = WriteResult()
+        # Emails and MD5s share the email list; the client sends MD5s in bulk (collect
+        # cannot carry them, 3.6) and emails per bulk_threshold.
+        email_values = [value for channel, value in addresses if channel in ("email", "md5")]
+        numbers = [value for channel, value in addresses if channel == "sms"]
+        if self.email_list_id and email_values:
+            result.add(self._write(self.email_list_id, email_values, "email"))
+        if self.sms_list_id and numbers:
+            result.add(self._write(self.sms_list_id, numbers, "sms"))
+        return result
+
+    def _write(self, list_id: str, values: list[str], channel: str) -> WriteResult:
+        return self.client.write_optouts(
+            list_id,
+            values,
+            channel=channel,
+            bulk_threshold=self.bulk_threshold,
+            upload_timeout_seconds=self.upload_timeout_seconds,
+            poll_interval_seconds=self.poll_interval_seconds,
+        )
+
+    def stats(self) -> dict[str, Any]:
+        return self.client.stats.as_dict()
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _settings(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    return dict(config.get(name) or {})
+
+
+def _require_pair(name: str, settings: Mapping[str, Any], first: str, second: str) -> bool:
+    """True when both are set; an error when only one is (a half-configured destination)."""
+    has_first, has_second = bool(settings.get(first)), bool(settings.get(second))
+    if has_first != has_second:
+        missing = second if has_first else first
+        raise ValueError(f"{name}: {missing} is not set (both {first} and {second} are needed)")
+    return has_first
+
+
+def build_destinations(config: Mapping[str, Any], rejects: Rejects) -> Destinations:
+    """A destination per provider whose credentials are set."""
+    common = {
+        "rejects": rejects,
+        "dry_run": bool(config.get("dry_run", False)),
+        "skip_origin": bool(config.get("skip_origin", True)),
+    }
+    options = http_options(config)
+    items: list[Destination] = []
+
+    cm = _settings(config, "checkmarket")
+    if _require_pair("checkmarket", cm, "master_key", "key"):
+        client = CheckMarketClient(
+            cm.get("base_url") or "https://api-eu.agileresearch.medallia.com",
+            cm["master_key"],
+            cm["key"],
+            batch_size=int(cm.get("batch_size") or 1000),
+            **options,
+        )
+        items.append(CheckMarketDestination(client, **common))
+
+    st = _settings(config, "slicktext")
+    legacy = _require_pair("slicktext", st, "public_key", "private_key")
+    if legacy or st.get("api_key"):
+        if legacy and st.get("api_key"):
+            raise ValueError(
+                "slicktext: set either public_key and private_key (legacy API) or api_key "
+                "(new API), not both"
+            )
+        items.append(SlickTextDestination(slicktext_client_from_config(st, **options), **common))
+
+    oz = _settings(config, "optizmo")
+    if oz.get("api_key"):
+        if not (oz.get("email_list_id") or oz.get("sms_list_id")):
+            raise ValueError("optizmo: api_key is set but neither email_list_id nor sms_list_id")
+        client = OptizmoClient(
+            oz.get("base_url") or optizmo_wire.DEFAULT_BASE_URL,
+            oz["api_key"],
+            collect_base_url=oz.get("collect_base_url") or optizmo_wire.DEFAULT_COLLECT_BASE_URL,
+            **options,
+        )
+        items.append(
+            OptizmoDestination(
+                client,
+                email_list_id=oz.get("email_list_id"),
+                sms_list_id=oz.get("sms_list_id"),
+                bulk_threshold=int(oz.get("bulk_threshold", 1000)),
+                upload_timeout_seconds=float(oz.get("upload_timeout_seconds") or 900),
+                poll_interval_seconds=float(oz.get("poll_interval_seconds") or 5),
+                **common,
+            )
+        )
+    elif oz.get("email_list_id") or oz.get("sms_list_id"):
+        raise ValueError("optizmo: a list id is set but api_key is not")
+    return Destinations(items, rejects, dry_run=common["dry_run"])

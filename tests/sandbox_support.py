@@ -1,0 +1,154 @@
+"""Starting the sandbox for a test, and the configs that point the connectors at it."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import requests
+
+from optouts_sandbox import credentials as C
+from optouts_sandbox.core import Switches
+from optouts_sandbox.server import Sandbox, SandboxHTTPServer
+
+
+@contextmanager
+def running_sandbox(size: int = 300, seed: int = 7, **switches: Any) -> Iterator[SandboxHTTPServer]:
+    """A real HTTP server on loopback (an ephemeral port) for the duration of the block."""
+    sw = Switches()
+    sw.update(switches)
+    server = SandboxHTTPServer(Sandbox(size=size, seed=seed, switches=sw))
+    server.start_in_thread()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def control(server: SandboxHTTPServer, action: str, payload: Any = None) -> Any:
+    """Call a /_sandbox control endpoint over HTTP."""
+    url = f"{server.url}/_sandbox/{action}"
+    if payload is None:
+        response = requests.get(url, timeout=30)
+    else:
+        response = requests.post(url, json=payload, timeout=30)
+    response.raise_for_status()
+    return response.json()
+
+
+def tap_config(
+    server: SandboxHTTPServer, providers: tuple[str, ...] | None = None, **overrides: Any
+) -> dict[str, Any]:
+    """Tap settings for every provider (legacy SlickText), or only `providers`."""
+    urls = server.base_urls()
+    config: dict[str, Any] = {
+        "start_date": "2025-01-01T00:00:00Z",
+        "lookback_minutes": 0,
+        "checkmarket": {
+            "base_url": urls["checkmarket"],
+            "master_key": C.CHECKMARKET_MASTER_KEY,
+            "key": C.CHECKMARKET_KEY,
+        },
+        "slicktext": {
+            "base_url": urls["slicktext"],
+            "public_key": C.SLICKTEXT_PUBLIC_KEY,
+            "private_key": C.SLICKTEXT_PRIVATE_KEY,
+        },
+        "optizmo": {
+            "base_url": urls["optizmo"],
+            "api_key": C.OPTIZMO_API_KEY,
+            "list_ids": [C.OPTIZMO_EMAIL_LIST_ID, C.OPTIZMO_SMS_LIST_ID],
+            "poll_interval_seconds": 0.05,
+            "download_timeout_seconds": 20,
+        },
+    }
+    if providers is not None:
+        for name in ("checkmarket", "slicktext", "optizmo"):
+            if name not in providers:
+                config.pop(name)
+    merged = copy.deepcopy(config)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key].update(value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def slicktext_v2_settings(server: SandboxHTTPServer) -> dict[str, Any]:
+    return {
+        "base_url": server.base_urls()["slicktext-v2"],
+        "api_key": C.SLICKTEXT_V2_API_KEY,
+        "brand_id": C.SLICKTEXT_V2_BRAND_ID,
+    }
+
+
+class SingerRun:
+    """The parsed output of one tap or target process."""
+
+    def __init__(self, returncode: int, stdout: bytes, stderr: str) -> None:
+        import json
+
+        self.returncode = returncode
+        self.stderr = stderr
+        self.messages = [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+    def records(self, stream: str | None = None) -> list[dict[str, Any]]:
+        return [
+            m["record"]
+            for m in self.messages
+            if m["type"] == "RECORD" and (stream is None or m["stream"] == stream)
+        ]
+
+    @property
+    def states(self) -> list[dict[str, Any]]:
+        return [m["value"] for m in self.messages if m["type"] == "STATE"]
+
+    @property
+    def last_state(self) -> dict[str, Any] | None:
+        states = self.states
+        return states[-1] if states else None
+
+
+def run_cli(
+    executable: str,
+    config: dict[str, Any],
+    tmp_path: Any,
+    *,
+    state: dict[str, Any] | None = None,
+    stdin: bytes | None = None,
+    args: tuple[str, ...] = (),
+    timeout: float = 120,
+    env: dict[str, str] | None = None,
+) -> SingerRun:
+    """Run `tap-optouts` or `target-optouts` from the venv as a real process."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import uuid
+    from pathlib import Path
+
+    tag = uuid.uuid4().hex[:8]
+    config_path = Path(tmp_path) / f"config-{tag}.json"
+    config_path.write_text(json.dumps(config))
+    command = [str(Path(sys.executable).parent / executable), "--config", str(config_path)]
+    if state is not None:
+        state_path = Path(tmp_path) / f"state-{tag}.json"
+        state_path.write_text(json.dumps(state))
+        command += ["--state", str(state_path)]
+    command += list(args)
+    completed = subprocess.run(
+        command,
+        input=stdin,
+        capture_output=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    return SingerRun(
+        completed.returncode, completed.stdout, completed.stderr.decode("utf-8", "replace")
+    )

@@ -1,0 +1,188 @@
+"""Helpers for the target tests (no tests here): configs, Singer input, running the target."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import subprocess
+import sys
+from contextlib import redirect_stdout
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from optouts_sandbox import credentials as C
+from optouts_sandbox.server import SandboxHTTPServer
+from target_optouts.target import TargetOptouts
+
+TARGET_BIN = Path(sys.executable).with_name("target-optouts")
+
+SECRETS = (
+    C.CHECKMARKET_MASTER_KEY,
+    C.CHECKMARKET_KEY,
+    C.SLICKTEXT_PUBLIC_KEY,
+    C.SLICKTEXT_PRIVATE_KEY,
+    C.SLICKTEXT_V2_API_KEY,
+    C.OPTIZMO_API_KEY,
+)
+
+
+def target_config(
+    server: SandboxHTTPServer,
+    providers: tuple[str, ...] = ("checkmarket", "slicktext", "optizmo"),
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Target settings pointing at the sandbox (legacy SlickText), for `providers` only.
+    A dict override is merged into the provider's settings."""
+    urls = server.base_urls()
+    config: dict[str, Any] = {
+        "max_retry_wait_seconds": 20,
+        "request_timeout_seconds": 10,
+        "checkmarket": {
+            "base_url": urls["checkmarket"],
+            "master_key": C.CHECKMARKET_MASTER_KEY,
+            "key": C.CHECKMARKET_KEY,
+        },
+        "slicktext": {
+            "base_url": urls["slicktext"],
+            "public_key": C.SLICKTEXT_PUBLIC_KEY,
+            "private_key": C.SLICKTEXT_PRIVATE_KEY,
+        },
+        "optizmo": {
+            "base_url": urls["optizmo"],
+            "collect_base_url": urls["optizmo-collect"],
+            "api_key": C.OPTIZMO_API_KEY,
+            "email_list_id": C.OPTIZMO_EMAIL_LIST_ID,
+            "sms_list_id": C.OPTIZMO_SMS_LIST_ID,
+            "poll_interval_seconds": 0.02,
+            "upload_timeout_seconds": 20,
+        },
+    }
+    for name in ("checkmarket", "slicktext", "optizmo"):
+        if name not in providers:
+            config.pop(name)
+    merged = copy.deepcopy(config)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key].update(value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def slicktext_v2(server: SandboxHTTPServer) -> dict[str, Any]:
+    return {
+        "base_url": server.base_urls()["slicktext-v2"],
+        "api_key": C.SLICKTEXT_V2_API_KEY,
+        "brand_id": C.SLICKTEXT_V2_BRAND_ID,
+    }
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float | Decimal):
+        return "number"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    return "string"
+
+
+def schema_for(records: list[Any], **extra: dict[str, Any]) -> dict[str, Any]:
+    """A nullable schema naming every field the dict records carry."""
+    properties: dict[str, Any] = {}
+    for record in records:
+        if isinstance(record, dict):
+            for key, value in record.items():
+                if value is not None:
+                    properties.setdefault(key, {"type": [_json_type(value), "null"]})
+    properties.update(extra)
+    return {"type": "object", "properties": properties}
+
+
+def stream_messages(
+    stream: str,
+    records: list[Any],
+    *,
+    schema: dict[str, Any] | None = None,
+    key_properties: list[str] | None = None,
+) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [
+        {
+            "type": "SCHEMA",
+            "stream": stream,
+            "schema": schema or schema_for(records),
+            "key_properties": key_properties or [],
+        }
+    ]
+    out += [{"type": "RECORD", "stream": stream, "record": record} for record in records]
+    return out
+
+
+def state(value: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "STATE", "value": value}
+
+
+def encode(messages: list[dict[str, Any] | str]) -> str:
+    return "".join((m if isinstance(m, str) else json.dumps(m)) + "\n" for m in messages)
+
+
+@dataclass
+class Run:
+    target: TargetOptouts
+    states: list[dict[str, Any]]
+    error: BaseException | None = None
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return self.target.destinations.summary()
+
+    def counts(self, destination: str) -> dict[str, Any]:
+        return self.summary["destinations"][destination]
+
+
+def run_target(config: dict[str, Any], messages: list[dict[str, Any] | str]) -> Run:
+    """The target in-process over `messages`; a failure is kept in `Run.error`."""
+    target = TargetOptouts(config=config)
+    out = io.StringIO()
+    error: BaseException | None = None
+    with redirect_stdout(out):
+        try:
+            target.process_lines(io.StringIO(encode(messages)))
+            target.process_endofpipe()
+        except Exception as exc:
+            error = exc
+    states = [json.loads(line) for line in out.getvalue().splitlines() if line.strip()]
+    return Run(target, states, error)
+
+
+def run_cli(
+    config: dict[str, Any], messages: list[dict[str, Any] | str], tmp_path: Path
+) -> subprocess.CompletedProcess[str]:
+    """The target as a real process: `target-optouts --config cfg.json < input.jsonl`."""
+    config_file = tmp_path / "target-config.json"
+    config_file.write_text(json.dumps(config))
+    return subprocess.run(
+        [str(TARGET_BIN), "--config", str(config_file)],
+        input=encode(messages),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def new_emails(count: int, tag: str = "new") -> list[str]:
+    """Addresses the seeded population never holds."""
+    return [f"{tag}.person{i}@target-tests.example.com" for i in range(count)]
+
+
+def new_phones(count: int, start: int = 0) -> list[str]:
+    """Valid US numbers the seed never uses (area code 206 is not among its area codes)."""
+    return [f"+1206555{start + i:04d}" for i in range(count)]
