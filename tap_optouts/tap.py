@@ -28,6 +28,7 @@ class TapOptouts(Tap):
     """Singer tap for opt-out lists: CheckMarket, SlickText (legacy and new API), Optizmo."""
 
     name = "tap-optouts"
+    package_name = "optouts-connectors"  # the distribution, for --version and --about
     message_writer_class = MsgSpecWriter
 
     config_jsonschema = th.PropertiesList(

@@ -7,10 +7,14 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+# Meltano's system folder (plugin venvs, run files) for this test process only: runs in
+# parallel sessions must not share `.meltano/run/`, and the tests leave `.meltano/` alone.
+SYS_DIR = Path(tempfile.mkdtemp(prefix="meltano-sys-"))
 
 
 def meltano_executable() -> str:
@@ -34,6 +38,7 @@ def sandbox_env(tmp_path: Path, sandbox_url: str, port: int | None = None) -> di
     env = {
         **os.environ,
         "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}",
+        "MELTANO_SYS_DIR_ROOT": str(SYS_DIR),
         "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
         "MELTANO_ENVIRONMENT": "sandbox",
         "OPTOUTS_SANDBOX_DIR": str(tmp_path / "sandbox-run"),

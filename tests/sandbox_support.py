@@ -152,3 +152,29 @@ def run_cli(
     return SingerRun(
         completed.returncode, completed.stdout, completed.stderr.decode("utf-8", "replace")
     )
+
+
+def held_addresses(holdings: dict[str, Any]) -> dict[str, set[str]]:
+    """What each destination holds, from /_sandbox/inspect: emails and E.164 phones."""
+    lists = holdings["optizmo"]["lists"]
+    return {
+        "checkmarket emails": set(holdings["checkmarket"]["emails"]),
+        "checkmarket phones": set(holdings["checkmarket"]["phones"]),
+        "slicktext phones": set(holdings["slicktext"]["phones"]),
+        "optizmo emails": set(lists[C.OPTIZMO_EMAIL_LIST_ID]["emails"]),
+        "optizmo phones": set(lists[C.OPTIZMO_SMS_LIST_ID]["phones"]),
+    }
+
+
+def missing_from_union(before: dict[str, Any], after: dict[str, Any]) -> dict[str, set[str]]:
+    """The union property: after a sync, every destination holds every opt-out (held anywhere
+    before it) that its channel can carry. Returns what is missing, per destination."""
+    held = held_addresses(before)
+    emails = held["checkmarket emails"] | held["optizmo emails"]
+    phones = held["checkmarket phones"] | held["slicktext phones"] | held["optizmo phones"]
+    now = held_addresses(after)
+    missing = {
+        name: (emails if name.endswith("emails") else phones) - addresses
+        for name, addresses in now.items()
+    }
+    return {name: gone for name, gone in missing.items() if gone}

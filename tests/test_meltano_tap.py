@@ -7,7 +7,7 @@ import json
 import pytest
 
 from optouts_sandbox import credentials as C
-from tests.meltano_support import ensure_installed, free_port, jsonl_lines, meltano, sandbox_env
+from tests.meltano_support import ensure_installed, jsonl_lines, meltano, sandbox_env
 from tests.sandbox_support import control, running_sandbox
 
 pytestmark = pytest.mark.timeout(900)
@@ -20,20 +20,6 @@ def _held(server) -> dict[str, int]:
         "slicktext_optouts": held["slicktext"]["count"],
         "optizmo_optouts": sum(v["count"] for v in held["optizmo"]["lists"].values()),
     }
-
-
-def test_sandbox_job_reads_every_provider(tmp_path):
-    """`meltano run sandbox-to-jsonl` starts the sandbox, reads every opt-out, stops it."""
-    port = free_port()
-    env = sandbox_env(tmp_path, f"http://127.0.0.1:{port}", port)
-    ensure_installed(env)
-    result = meltano("run", "sandbox-to-jsonl", env=env)
-    assert result.returncode == 0, result.stderr[-4000:]
-    # The same seed and size in a sandbox of our own give the expected holdings.
-    with running_sandbox() as reference:
-        expected = _held(reference)
-    assert jsonl_lines(tmp_path / "output") == expected
-    assert not (tmp_path / "sandbox-run" / "sandbox.pid").exists(), "sandbox left running"
 
 
 def test_meltano_state_makes_the_second_run_incremental(tmp_path):
