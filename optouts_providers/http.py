@@ -5,12 +5,17 @@
 - `http://` is refused except on loopback.
 - 429, 5xx, connection resets and timeouts are retried with exponential backoff and full
   jitter (python-backoff), honouring `Retry-After` (seconds or HTTP date) and the provider's
-  rate-limit reset header; a server-given wait is never shortened by jitter. Total time spent
-  waiting is capped (`max_wait_seconds`); past it the call fails clearly.
+  rate-limit reset header; a server-given wait is never shortened by jitter.
+- Two caps on waiting, both failing with a message that says which cap: one request may wait
+  at most `RetryPolicy.max_wait_seconds`, and the whole process at most its `WaitBudget`
+  (retry waits and exhausted rate-limit windows, summed over every client; steady pacing is
+  not counted).
 - Any other 4xx fails with a `ProviderError` naming the provider, the endpoint and the status,
-  with secrets masked.
-- A `Pacer` spaces requests below a rate limit and sleeps when the provider says the window is
-  spent, so that 429s are the exception, not the way the limit is found.
+  with secrets masked. So does an answer that is not what an API answers: a 2xx HTML page, a
+  body that is not JSON, JSON of the wrong shape (`MalformedAnswerError`, not retried).
+- A `Pacer` (throttle.py) keeps requests inside the provider's windows and sleeps when the
+  provider says a window is spent, so that 429s are the exception, not the way the limit is
+  found.
 """
 
 from __future__ import annotations
@@ -18,13 +23,13 @@ from __future__ import annotations
 import email.utils
 import ipaddress
 import logging
+import math
 import random
-import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import backoff
@@ -33,11 +38,19 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from optouts_providers.redact import redact, strip_query
+from optouts_providers.throttle import CallStats as CallStats
+from optouts_providers.throttle import Pacer as Pacer
+from optouts_providers.throttle import RateHeaders as RateHeaders
+from optouts_providers.throttle import Slot as Slot
+from optouts_providers.throttle import WaitBudget as WaitBudget
+from optouts_providers.throttle import set_total_wait_budget as set_total_wait_budget
+from optouts_providers.throttle import total_wait_budget as total_wait_budget
 
 logger = logging.getLogger("optouts.http")
 
 DEFAULT_TIMEOUT = (10.0, 60.0)
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+T = TypeVar("T")
 
 
 class ProviderError(Exception):
@@ -70,6 +83,18 @@ class RetryableProviderError(ProviderError):
     def __init__(self, *args: Any, wait_seconds: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.wait_seconds = wait_seconds
+
+
+class MalformedAnswerError(ProviderError):
+    """An answer that is not the API's: an HTML page, not JSON, or JSON of the wrong shape."""
+
+
+class RetriesExhausted(ProviderError):
+    """Retrying stopped: tries used up, or a wait cap reached. Keeps the last status."""
+
+
+class WaitBudgetExceeded(RetriesExhausted):
+    """The process has waited on providers for longer than its `WaitBudget` allows."""
 
 
 class InsecureURLError(ValueError):
@@ -106,12 +131,14 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
@@ -119,121 +146,12 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, (when - current).total_seconds())
 
 
-@dataclass(frozen=True)
-class RateHeaders:
-    """Names of a provider's rate-limit headers. `reset_is_epoch`: reset is a Unix time
-    rather than seconds from now; `auto` guesses by magnitude (Optizmo leaves it open)."""
-
-    limit: str
-    remaining: str
-    reset: str
-    reset_is_epoch: bool | None = None
-
-    def reset_seconds(self, headers: Mapping[str, str], now: float) -> float | None:
-        raw = headers.get(self.reset)
-        if raw is None:
-            return None
-        try:
-            number = float(raw)
-        except ValueError:
-            return None
-        epoch = self.reset_is_epoch if self.reset_is_epoch is not None else number > 1e9
-        return max(0.0, number - now) if epoch else max(0.0, number)
-
-
-@dataclass
-class CallStats:
-    """What one client did: for logs, summaries and the benchmark."""
-
-    requests: int = 0
-    retries: int = 0
-    throttled_seconds: float = 0.0
-    rate_limited: int = 0
-    by_status: dict[int, int] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "requests": self.requests,
-            "retries": self.retries,
-            "rate_limited": self.rate_limited,
-            "throttled_seconds": round(self.throttled_seconds, 3),
-        }
-
-
-class WaitBudgetExceeded(ProviderError):
-    """The client has waited longer than `max_wait_seconds` for a provider."""
-
-
-class Pacer:
-    """Spaces requests to at most `requests_per_second` and, when the provider's rate-limit
-    headers say the window is nearly spent, sleeps until it resets."""
-
-    def __init__(
-        self,
-        requests_per_second: float | None = None,
-        headers: RateHeaders | None = None,
-        reserve: int = 1,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.interval = 1.0 / requests_per_second if requests_per_second else 0.0
-        self.headers = headers
-        self.reserve = reserve
-        self._sleep = sleep
-        self._clock = clock
-        self._next_at = 0.0
-        self._blocked_until = 0.0
-        self._lock = threading.Lock()
-
-    def before_request(self) -> float:
-        """Wait for the next slot; return the seconds waited."""
-        with self._lock:
-            now = self._clock()
-            start = max(now, self._next_at, self._blocked_until)
-            self._next_at = start + self.interval
-        waited = start - now
-        if waited > 0:
-            self._sleep(waited)
-        return max(0.0, waited)
-
-    def after_response(self, response: requests.Response) -> None:
-        if self.headers is None:
-            return
-        remaining = response.headers.get(self.headers.remaining)
-        if remaining is None:
-            return
-        try:
-            left = int(float(remaining))
-        except ValueError:
-            return
-        if left > self.reserve:
-            # Spread what is left of the window over the time until it resets.
-            reset = self.headers.reset_seconds(response.headers, time.time())
-            if reset and self.interval == 0.0 and left > 0:
-                with self._lock:
-                    self._next_at = max(self._next_at, self._clock() + reset / (left + 1))
-            return
-        reset = self.headers.reset_seconds(response.headers, time.time())
-        if reset:
-            with self._lock:
-                self._blocked_until = max(self._blocked_until, self._clock() + reset)
-
-
-def _retry_wait(
-    base: float, factor: float, cap: float
-) -> Generator[float, BaseException | None, None]:
-    """backoff wait generator: full-jitter exponential, or the server's wait plus a little."""
-    attempt = 0
-    exc = yield 0.0
-    while True:
-        server_wait = getattr(exc, "wait_seconds", None)
-        if server_wait is not None:
-            # Jitter only lengthens a server-given wait.
-            value = server_wait + random.uniform(0, min(1.0, 0.1 * server_wait + 0.05))
-        else:
-            value = random.uniform(0, min(cap, base * factor**attempt))
-        attempt += 1
-        exc = yield value
+def _full_jitter(policy: RetryPolicy, attempt: int, server_wait: float | None) -> float:
+    """The wait before retry `attempt`: full-jitter exponential, or the server's wait plus a
+    little (jitter only lengthens a server-given wait)."""
+    if server_wait is not None:
+        return server_wait + random.uniform(0, min(1.0, 0.1 * server_wait + 0.05))
+    return random.uniform(0, min(policy.cap_seconds, policy.base_seconds * policy.factor**attempt))
 
 
 @dataclass
@@ -242,16 +160,47 @@ class RetryPolicy:
     base_seconds: float = 0.5
     factor: float = 2.0
     cap_seconds: float = 60.0
+    # The longest one request may keep retrying (waits and tries together).
     max_wait_seconds: float = 900.0
 
 
 def decode_json(response: requests.Response) -> Any:
-    """The JSON body, decoded once per response (paginators and callers share it)."""
+    """The JSON body, decoded once per response (paginators and callers share it). A body
+    that is not JSON is a `MalformedAnswerError` naming the provider and the endpoint."""
     cached = getattr(response, "_optouts_json", None)
     if cached is None:
-        cached = msgspec.json.decode(response.content)
+        try:
+            cached = msgspec.json.decode(response.content)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            raise _malformed(response, f"the answer is not JSON ({_body_kind(response)})") from None
         response._optouts_json = cached  # type: ignore[attr-defined]
     return cached
+
+
+def read_answer(response: requests.Response, read: Callable[[Any], T]) -> T:
+    """`read` applied to the decoded JSON answer. `read` raises ValueError, KeyError or
+    TypeError on a shape it does not know: that becomes a `MalformedAnswerError`."""
+    body = decode_json(response)
+    try:
+        return read(body)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise _malformed(response, f"unexpected answer ({type(exc).__name__}: {exc})") from None
+
+
+def _body_kind(response: requests.Response) -> str:
+    content_type = response.headers.get("Content-Type", "") or "no content type"
+    head = response.content[:64].lstrip().lower() if response.content else b""
+    if "html" in content_type.lower() or head.startswith((b"<!doctype html", b"<html")):
+        return f"an HTML page, {content_type}"
+    return content_type if response.content else "an empty body"
+
+
+def _malformed(response: requests.Response, detail: str) -> MalformedAnswerError:
+    request_method = response.request.method if response.request is not None else None
+    provider, method, endpoint = getattr(
+        response, "_optouts_where", ("provider", request_method or "GET", response.url or "")
+    )
+    return MalformedAnswerError(provider, method, endpoint, response.status_code, detail)
 
 
 class _NoCredentials(requests.auth.AuthBase):
@@ -277,6 +226,7 @@ class ProviderSession:
         default_headers: Mapping[str, str] | None = None,
         error_detail: Callable[[requests.Response], str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        budget: WaitBudget | None = None,
     ) -> None:
         self.provider = provider
         self.base_url = check_url(base_url.rstrip("/") + "/")
@@ -285,6 +235,7 @@ class ProviderSession:
         self.retry = retry or RetryPolicy()
         self.pacer = pacer or Pacer()
         self.stats = CallStats()
+        self._budget = budget
         self._error_detail = error_detail or _default_error_detail
         self._sleep = sleep
         self.session = requests.Session()
@@ -294,6 +245,10 @@ class ProviderSession:
         self.session.headers.update({"User-Agent": "optouts-connectors/0.1"})
         if default_headers:
             self.session.headers.update(default_headers)
+
+    @property
+    def budget(self) -> WaitBudget:
+        return self._budget or total_wait_budget()
 
     # -- URLs -----------------------------------------------------------------------------
     def url(self, path: str) -> str:
@@ -363,35 +318,10 @@ class ProviderSession:
         retry: bool = True,
     ) -> requests.Response:
         ok_statuses = frozenset(ok)
-        started = time.monotonic()
-        waited = [0.0]
-
-        def on_backoff(details: Any) -> None:
-            self.stats.retries += 1
-            wait = float(details.get("wait") or 0.0)
-            waited[0] += wait
-            self.stats.throttled_seconds += wait
-            exc = details.get("exception")
-            logger.info(
-                "%s: retrying %s %s in %.2fs (try %d): %s",
-                self.provider,
-                method,
-                self.endpoint(url),
-                wait,
-                details.get("tries", 0),
-                redact(exc) if exc else "",
-            )
+        endpoint = self.endpoint(url)
 
         def once() -> requests.Response:
-            if time.monotonic() - started > self.retry.max_wait_seconds:
-                raise WaitBudgetExceeded(
-                    self.provider,
-                    method,
-                    self.endpoint(url),
-                    detail=f"gave up after waiting {waited[0]:.0f}s "
-                    f"(max_wait_seconds={self.retry.max_wait_seconds:.0f})",
-                )
-            self.stats.throttled_seconds += self.pacer.before_request()
+            slot = self._pace(method, endpoint)
             self.stats.requests += 1
             try:
                 response = self.session.request(
@@ -411,48 +341,144 @@ class ProviderSession:
                 requests.Timeout,
                 requests.exceptions.ChunkedEncodingError,
             ) as exc:
+                self.pacer.answered(slot, None)
                 raise RetryableProviderError(
-                    self.provider, method, self.endpoint(url), detail=type(exc).__name__
+                    self.provider, method, endpoint, detail=type(exc).__name__
                 ) from None
-            self.stats.by_status[response.status_code] = (
-                self.stats.by_status.get(response.status_code, 0) + 1
-            )
-            self.pacer.after_response(response)
+            self.pacer.answered(slot, response)
+            response._optouts_where = (self.provider, method, endpoint)  # type: ignore[attr-defined]
             status = response.status_code
-            if status < 300 or status in ok_statuses:
+            self.stats.by_status[status] = self.stats.by_status.get(status, 0) + 1
+            if status < 300:
+                if "html" in response.headers.get("Content-Type", "").lower():
+                    response.close()
+                    raise MalformedAnswerError(
+                        self.provider,
+                        method,
+                        endpoint,
+                        status,
+                        "the answer is an HTML page, not the API's (a proxy or maintenance "
+                        "page, or a base_url that is not the API)",
+                    )
+                return response
+            if status in ok_statuses:
                 return response
             detail = self._error_detail(response)
+            response.close()
             if status in RETRY_STATUSES:
                 if status == 429:
                     self.stats.rate_limited += 1
-                wait = parse_retry_after(response.headers.get("Retry-After"))
-                if wait is None and self.pacer.headers is not None:
-                    wait = self.pacer.headers.reset_seconds(response.headers, time.time())
-                    if wait is not None and status != 429:
-                        wait = None
-                response.close()
                 raise RetryableProviderError(
-                    self.provider, method, self.endpoint(url), status, detail, wait_seconds=wait
+                    self.provider,
+                    method,
+                    endpoint,
+                    status,
+                    detail,
+                    wait_seconds=self._server_wait(response),
                 )
-            response.close()
-            raise ProviderError(self.provider, method, self.endpoint(url), status, detail)
+            raise ProviderError(self.provider, method, endpoint, status, detail)
 
         if not retry:
             return once()
+        return self._with_retries(once, method, endpoint)
+
+    def _pace(self, method: str, endpoint: str) -> Slot:
+        """Take the pacer's next slot and wait for it; a spent window counts on the budget."""
+        slot = self.pacer.reserve_slot()
+        if slot.blocked > 0:
+            budget = self.budget
+            if not budget.allows(slot.blocked):
+                self.pacer.answered(slot, None)
+                raise WaitBudgetExceeded(
+                    self.provider,
+                    method,
+                    endpoint,
+                    detail=f"the rate-limit window is spent for {slot.blocked:.1f}s more and "
+                    + budget.describe(),
+                )
+            budget.spend(slot.blocked)
+            logger.info(
+                "%s throttle: waiting_seconds=%.1f reason=rate_limit_window request=%s %s",
+                self.provider,
+                slot.wait,
+                method,
+                endpoint,
+            )
+        self.pacer.wait(slot)
+        self.stats.throttled_seconds += slot.wait
+        return slot
+
+    def _server_wait(self, response: requests.Response) -> float | None:
+        """Retry-After, else (on 429) the rate-limit reset header."""
+        wait = parse_retry_after(response.headers.get("Retry-After"))
+        if wait is None and response.status_code == 429 and self.pacer.headers is not None:
+            wait = self.pacer.headers.reset_seconds(response.headers, time.time())
+        return wait
+
+    def _with_retries(
+        self, once: Callable[[], requests.Response], method: str, endpoint: str
+    ) -> requests.Response:
         policy = self.retry
-        remaining = max(1.0, policy.max_wait_seconds)
+        budget = self.budget
+        started = time.monotonic()
+        # Why the wait generator stopped (a cap), for the final error.
+        stop: dict[str, Any] = {}
+
+        def waits() -> Generator[float, BaseException | None, None]:
+            attempt = 0
+            exc = yield 0.0
+            while True:
+                wait = _full_jitter(policy, attempt, getattr(exc, "wait_seconds", None))
+                elapsed = time.monotonic() - started
+                if elapsed + wait > policy.max_wait_seconds:
+                    stop["why"] = (
+                        f"waiting {wait:.1f}s more would pass max_retry_wait_seconds="
+                        f"{policy.max_wait_seconds:g} for this request"
+                    )
+                    return
+                if not budget.allows(wait):
+                    stop["kind"] = WaitBudgetExceeded
+                    stop["why"] = f"waiting {wait:.1f}s more: {budget.describe()}"
+                    return
+                attempt += 1
+                exc = yield wait
+
+        def on_backoff(details: Any) -> None:
+            wait = float(details.get("wait") or 0.0)
+            budget.spend(wait)
+            self.stats.retries += 1
+            self.stats.throttled_seconds += wait
+            self.stats.retry_wait_seconds += wait
+            exc = details.get("exception")
+            logger.info(
+                "%s: retrying %s %s in %.2fs (try %d): %s",
+                self.provider,
+                method,
+                endpoint,
+                wait,
+                details.get("tries", 0),
+                redact(exc) if exc else "",
+            )
+
+        def on_giveup(details: Any) -> None:
+            exc = details.get("exception")
+            kind = stop.get("kind", RetriesExhausted)
+            why = stop.get("why", f"max_tries={policy.max_tries} reached")
+            last = exc.detail if isinstance(exc, ProviderError) and exc.detail else ""
+            detail = f"{last}; " if last else ""
+            detail += f"gave up after {details.get('tries', 0)} tries: {why}"
+            raise kind(
+                self.provider, method, endpoint, getattr(exc, "status", None), detail
+            ) from None
+
         call = backoff.on_exception(
-            _retry_wait,
+            waits,
             RetryableProviderError,
             max_tries=policy.max_tries,
-            max_time=remaining,
             jitter=None,
-            giveup=lambda e: isinstance(e, WaitBudgetExceeded),
             on_backoff=on_backoff,
+            on_giveup=on_giveup,
             logger=None,
-            base=policy.base_seconds,
-            factor=policy.factor,
-            cap=policy.cap_seconds,
         )(once)
         return call()
 
@@ -465,11 +491,10 @@ def _default_error_detail(response: requests.Response) -> str:
     try:
         body = decode_json(response)
     except Exception:
-        text = response.text[:200] if response.content else ""
-        content_type = response.headers.get("Content-Type", "")
-        if "html" in content_type.lower() or text.lstrip().startswith("<"):
-            return f"non-JSON ({content_type or 'html'}) error page"
-        return text
+        kind = _body_kind(response)
+        if kind.startswith("an HTML page"):
+            return f"non-JSON ({kind}) error page"
+        return response.text[:200] if response.content else ""
     if isinstance(body, dict):
         for key in ("message", "Message", "error", "ErrorMessage"):
             if isinstance(body.get(key), str):

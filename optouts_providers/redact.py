@@ -2,14 +2,21 @@
 
 Clients register each secret they are given; `redact` replaces them (and anything that looks
 like a pre-signed signature or an Authorization value) with `***`. `install_log_redaction`
-puts the same filter on the loggers that print URLs (urllib3 logs full request lines at DEBUG).
+masks every log record where it is made (a log-record factory: whatever handlers a logging
+config adds, to files or elsewhere), keeps the filter on the loggers that print URLs (urllib3
+logs full request lines at DEBUG) and on the root handlers, and masks the traceback of an
+exception nobody caught.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import sys
 import threading
+import traceback
+from types import TracebackType
+from typing import Any
 
 MASK = "***"
 
@@ -57,32 +64,44 @@ def strip_query(url: str) -> str:
     return url.split("?", 1)[0]
 
 
+def redact_record(record: logging.LogRecord) -> logging.LogRecord:
+    """Mask secrets in a record's message and exception text (in place)."""
+    if getattr(record, "_optouts_redacted", False):
+        return record
+    try:
+        message = record.getMessage()
+    except Exception:  # a malformed log call must not break the run
+        message = str(record.msg)
+    record.msg = redact(message)
+    record.args = None
+    if record.exc_info and record.exc_info[1] is not None:
+        exc = record.exc_info[1]
+        record.exc_text = redact(
+            logging.Formatter().formatException(record.exc_info)  # type: ignore[arg-type]
+        )
+        record.exc_info = (type(exc), exc, None)
+    if record.stack_info:
+        record.stack_info = redact(record.stack_info)
+    record._optouts_redacted = True  # type: ignore[attr-defined]
+    return record
+
+
 class RedactingFilter(logging.Filter):
     """A logging filter that masks secrets in the formatted message and its exception text."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed log call must not break the run
-            message = str(record.msg)
-        record.msg = redact(message)
-        record.args = None
-        if record.exc_info and record.exc_info[1] is not None:
-            exc = record.exc_info[1]
-            record.exc_text = redact(
-                logging.Formatter().formatException(record.exc_info)  # type: ignore[arg-type]
-            )
-            record.exc_info = (type(exc), exc, None)
+        redact_record(record)
         return True
 
 
 _FILTER = RedactingFilter()
 _LOGGERS = ("urllib3", "urllib3.connectionpool", "requests", "backoff", "optouts")
+_installed = False
 
 
 def install_log_redaction(*extra_loggers: str) -> None:
-    """Attach the redacting filter to the loggers that can print URLs or credentials,
-    and to every handler of the root logger (records propagated from anywhere)."""
+    """Mask secrets in every log record and in uncaught exceptions' tracebacks."""
+    global _installed
     for name in (*_LOGGERS, *extra_loggers):
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
@@ -90,3 +109,29 @@ def install_log_redaction(*extra_loggers: str) -> None:
     for handler in logging.getLogger().handlers:
         if _FILTER not in handler.filters:
             handler.addFilter(_FILTER)
+    if _installed:
+        return
+    _installed = True
+    make_record = logging.getLogRecordFactory()
+
+    def redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        return redact_record(make_record(*args, **kwargs))
+
+    logging.setLogRecordFactory(redacting_factory)
+    sys.excepthook = _redacting_excepthook
+    threading.excepthook = _redacting_thread_excepthook
+
+
+def _redacting_excepthook(
+    kind: type[BaseException], exc: BaseException | None, tb: TracebackType | None
+) -> None:
+    text = "".join(traceback.format_exception(kind, exc, tb))
+    sys.stderr.write(redact(text))
+    sys.stderr.flush()
+
+
+def _redacting_thread_excepthook(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    sys.stderr.write(f"Exception in thread {args.thread.name if args.thread else '?'}:\n")
+    _redacting_excepthook(args.exc_type, args.exc_value, args.exc_traceback)

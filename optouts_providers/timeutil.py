@@ -50,7 +50,10 @@ def parse_timestamp(value: str, naive_zone: tzinfo = UTC) -> datetime:
 def to_rfc3339(value: datetime) -> str:
     """Format an aware datetime as RFC 3339 UTC, always with six fractional digits and `Z`,
     so that formatted timestamps sort as strings (bookmarks compare them that way)."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = value.astimezone(UTC)
+    if utc.year < 1000:  # isoformat pads the year; strftime's %Y need not
+        return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return utc.isoformat(timespec="microseconds")[:26] + "Z"
 
 
 def pacific_to_utc(value: str) -> datetime:
@@ -60,15 +63,16 @@ def pacific_to_utc(value: str) -> datetime:
 
 def utc_to_pacific(value: datetime) -> str:
     """UTC to SlickText's naive Pacific `YYYY-MM-DD HH:MM:SS`."""
-    return value.astimezone(PACIFIC).strftime(NAIVE_FORMAT)
+    local = value.astimezone(PACIFIC)
+    if local.year < 1000:  # isoformat pads the year; strftime's %Y need not
+        return local.strftime(NAIVE_FORMAT)
+    return local.isoformat(" ", "seconds")[:19]
 
 
 def is_ambiguous_pacific(value: datetime) -> bool:
     """True when the Pacific wall time of `value` occurs twice (the autumn repeated hour)."""
-    local = value.astimezone(PACIFIC).replace(tzinfo=None)
-    first = local.replace(tzinfo=PACIFIC, fold=0)
-    second = local.replace(tzinfo=PACIFIC, fold=1)
-    return first.utcoffset() != second.utcoffset()
+    local = value.astimezone(PACIFIC)
+    return local.utcoffset() != local.replace(fold=1 - local.fold).utcoffset()
 
 
 def utc_now() -> datetime:

@@ -6,18 +6,20 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
+import msgspec
 import phonenumbers
 
 from optouts_providers.checkmarket import wire
 from optouts_providers.timeutil import parse_timestamp
 from optouts_sandbox import credentials as C
 from optouts_sandbox.core import Emulator, RateLimit, Request, Response, json_response
-from optouts_sandbox.seed import Person, at_provider
+from optouts_sandbox.seed import Person
 
 CONTACT_ID_BASE = 50_000_000
 SURVEY_IDS = (1001, 1002)
@@ -33,11 +35,12 @@ FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "Email": str,
     wire.PHONE_FIELD: str,
 }
+_encoder = msgspec.json.Encoder()
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]{2,}$")
 _SURVEY_PATH = re.compile(r"^/3/surveys/([^/]+)/contacts/optouts/?$")
 
 
-@dataclass
+@dataclass(slots=True)
 class Row:
     contact_id: int
     date_optout: datetime
@@ -46,7 +49,22 @@ class Row:
     first_name: str | None
     last_name: str | None
     lang_code: str = "en"
-    surveys: set[int] = field(default_factory=set)
+    surveys: frozenset[int] = frozenset()
+    _encoded: msgspec.Raw | None = None  # the page item as JSON, made once
+
+    def encoded(self) -> msgspec.Raw:
+        """The row as a page item (every field), encoded once: pages are mostly this."""
+        if self._encoded is None:
+            self._encoded = msgspec.Raw(_encoder.encode(self.item()))
+        return self._encoded
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """One typed value by field name (what filters and sorting read)."""
+        getter = _FIELD_GETTERS.get(name)
+        if getter is None:
+            return default
+        value = getter(self)
+        return default if value is None else value
 
     def values(self) -> dict[str, Any]:
         """Typed values, for filters and sorting."""
@@ -66,6 +84,17 @@ class Row:
         out = self.values()
         out["DateOptOut"] = wire.format_date_optout(self.date_optout)
         return out
+
+
+_FIELD_GETTERS: dict[str, Callable[[Row], Any]] = {
+    "DateOptOut": attrgetter("date_optout"),
+    "LangCode": attrgetter("lang_code"),
+    "ContactId": attrgetter("contact_id"),
+    "FirstName": attrgetter("first_name"),
+    "LastName": attrgetter("last_name"),
+    "Email": attrgetter("email"),
+    wire.PHONE_FIELD: lambda row: None if row.email is not None else row.phone,
+}
 
 
 def default_order_key(row: Row) -> int:
@@ -99,7 +128,7 @@ class CheckMarketEmulator(Emulator):
         self._next_id = CONTACT_ID_BASE
         # Filtered, ordered views of the rows, valid while `_version` is unchanged.
         self._version = 0
-        self._views: dict[tuple[Any, ...], tuple[int, list[dict[str, Any]]]] = {}
+        self._views: dict[tuple[Any, ...], tuple[int, list[Row]]] = {}
         # Tests: absolute base of the links handed out (None = the sandbox's own host), e.g.
         # the legacy host of the vendor sample (1.8); a hook called before each list page.
         self.link_base: str | None = None
@@ -123,11 +152,14 @@ class CheckMarketEmulator(Emulator):
         return json_response(wire.error_envelope(status, message, self.clock.now()), status)
 
     # -- seed, inspection, admin ----------------------------------------------------------------
-    def seed(self, population: list[Any]) -> None:
+    def seed(self, population: Iterable[Person]) -> None:
         with self.lock:
             self.rows, self._by_email, self._by_phone = [], {}, {}
-            people: list[Person] = at_provider(population, self.prefix)
-            for person in people:
+            size = 0
+            for person in population:
+                size += 1
+                if self.prefix not in person.providers:
+                    continue
                 row = Row(
                     contact_id=CONTACT_ID_BASE + person.index,
                     date_optout=person.opted_out_at,
@@ -139,7 +171,7 @@ class CheckMarketEmulator(Emulator):
                     surveys=_surveys_of(person.index),
                 )
                 self._store(row)
-            self._next_id = CONTACT_ID_BASE + len(population)
+            self._next_id = CONTACT_ID_BASE + size
             _straddle_ties(self.rows)
             self._views.clear()
             self._version += 1
@@ -186,7 +218,7 @@ class CheckMarketEmulator(Emulator):
                     added += 1
                 survey = record.get("SurveyId")
                 if survey is not None and row is not None:
-                    row.surveys.add(int(survey))
+                    row.surveys = _shared(row.surveys | {int(survey)})
                     self._version += 1
         return added
 
@@ -206,7 +238,8 @@ class CheckMarketEmulator(Emulator):
         """A new opt-out row, or None when the address is already opted out."""
         if (not email and not phone) or self._find(email, phone) is not None:
             return None
-        when = when.replace(microsecond=when.microsecond // 1000 * 1000)
+        if when.microsecond % 1000:
+            when = when.replace(microsecond=when.microsecond // 1000 * 1000)
         row = Row(self._next_id, when, email or None, None if email else phone, first, last)
         self._next_id += 1
         self._store(row)
@@ -247,10 +280,10 @@ class CheckMarketEmulator(Emulator):
             return self.error(request, 400, str(exc))
         if self.page_hook is not None:
             self.page_hook(request)
-        values = self._view(survey_id, text, expression, order)
-        page = values[skip : skip + top]
-        items = [_item(v, select) for v in page]
-        total = len(values)
+        rows = self._view(survey_id, text, expression, order)
+        page = rows[skip : skip + top]
+        items = [_item(row.values(), select) if select else row.encoded() for row in page]
+        total = len(rows)
         options = {"top": top, "filter": text, "orderby": request_orderby(request)}
         options["select"] = ",".join(select) if select else None
         base = (self.link_base or request.base_url).rstrip("/") + "/" + request.path.lstrip("/")
@@ -278,7 +311,7 @@ class CheckMarketEmulator(Emulator):
         text: str | None,
         expression: wire.Filter | None,
         order: list[tuple[str, bool]],
-    ) -> list[dict[str, Any]]:
+    ) -> list[Row]:
         """The rows of a list, filtered and ordered (cached until the rows change)."""
         key = (survey_id, text, tuple(order))
         with self.lock:
@@ -287,15 +320,14 @@ class CheckMarketEmulator(Emulator):
                 return cached[1]
             rows = [r for r in self.rows if survey_id is None or survey_id in r.surveys]
             rows.sort(key=default_order_key)
-            values = [r.values() for r in rows]
             if expression is not None:
-                values = [v for v in values if expression.matches(v)]
+                rows = [r for r in rows if expression.matches(r)]
             for name, descending in reversed(order):
-                values.sort(key=lambda v, n=name: _sort_key(v.get(n)), reverse=descending)
+                rows.sort(key=lambda r, n=name: _sort_key(r.get(n)), reverse=descending)
             if len(self._views) >= 16:
                 self._views.clear()
-            self._views[key] = (self._version, values)
-            return values
+            self._views[key] = (self._version, rows)
+            return rows
 
     def _post(self, request: Request) -> Response:
         try:
@@ -317,21 +349,30 @@ class CheckMarketEmulator(Emulator):
             if not valid_phone(value):
                 return self.error(request, 400, f"Invalid phone number: {value!r}")
         now = self.clock.now()
+        when = now.replace(microsecond=now.microsecond // 1000 * 1000)
         with self.lock:
-            emails_added = sum(self._add(e, None, now) is not None for e in emails)
-            phones_added = sum(self._add(None, p, now) is not None for p in phones)
+            emails_added = sum(self._add(e, None, when) is not None for e in emails)
+            phones_added = sum(self._add(None, p, when) is not None for p in phones)
         data = {wire.EMAILS_ADDED_KEY: emails_added, wire.PHONES_ADDED_KEY: phones_added}
         return json_response(wire.envelope(data, now))
 
 
-def _surveys_of(index: int) -> set[int]:
+def _surveys_of(index: int) -> frozenset[int]:
     """Deterministic, overlapping subsets: 1001 holds about 2/3, 1002 about 1/2."""
     out = set()
     if index % 3 != 2:
         out.add(SURVEY_IDS[0])
     if index % 2 == 0:
         out.add(SURVEY_IDS[1])
-    return out
+    return _shared(frozenset(out))
+
+
+_SURVEY_SETS: dict[frozenset[int], frozenset[int]] = {}
+
+
+def _shared(surveys: frozenset[int]) -> frozenset[int]:
+    """One object per distinct set of surveys (rows share them)."""
+    return _SURVEY_SETS.setdefault(surveys, surveys)
 
 
 def _straddle_ties(rows: list[Row]) -> None:
@@ -343,6 +384,7 @@ def _straddle_ties(rows: list[Row]) -> None:
         before, after = ordered[border - 1], ordered[border]
         if after.date_optout != before.date_optout:
             after.date_optout = before.date_optout
+            after._encoded = None
 
 
 def _list_options(

@@ -1,6 +1,7 @@
 """optouts-sandbox: run the provider emulator.
 
 optouts-sandbox serve  [--port 8765] [--size 300] [--seed 7] [--switch KEY=JSON ...]
+                       [--only checkmarket,slicktext,optizmo]
 optouts-sandbox start  [same options]   start in the background, wait until it answers
 optouts-sandbox stop                     stop the background sandbox
 optouts-sandbox inspect [--label TEXT]   print how many opt-outs each provider holds
@@ -51,10 +52,14 @@ def _url(port: int) -> str:
 def serve(args: argparse.Namespace) -> int:
     from optouts_sandbox.server import Sandbox, SandboxHTTPServer
 
-    sandbox = Sandbox(size=args.size, seed=args.seed, switches=_parse_switches(args.switch))
+    only = [name.strip() for name in args.only.split(",") if name.strip()] or None
+    sandbox = Sandbox(
+        size=args.size, seed=args.seed, switches=_parse_switches(args.switch), only=only
+    )
     server = SandboxHTTPServer(sandbox, "127.0.0.1", args.port)
     print(
-        f"optouts-sandbox listening on {server.url} ({args.size} people, seed {args.seed})",
+        f"optouts-sandbox listening on {server.url} ({args.size} people, seed {args.seed}"
+        + (f", only {', '.join(only)})" if only else ")"),
         flush=True,
     )
     for name, url in server.base_urls().items():
@@ -100,6 +105,8 @@ def start(args: argparse.Namespace) -> int:
     ]
     for item in args.switch:
         command += ["--switch", item]
+    if args.only:
+        command += ["--only", args.only]
     with (STATE_DIR / "sandbox.log").open("ab") as log:
         process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
     pid_file.write_text(str(process.pid))
@@ -171,6 +178,13 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--port", type=int, default=_env_int("OPTOUTS_SANDBOX_PORT", DEFAULT_PORT))
         p.add_argument("--size", type=int, default=_env_int("OPTOUTS_SANDBOX_SIZE", 300))
         p.add_argument("--seed", type=int, default=_env_int("OPTOUTS_SANDBOX_SEED", 7))
+        p.add_argument(
+            "--only",
+            default=os.environ.get("OPTOUTS_SANDBOX_ONLY", ""),
+            metavar="PROVIDERS",
+            help="benchmark population: every person opted out at exactly these providers "
+            "(comma separated), with an email and a phone; the others hold nothing",
+        )
         p.add_argument(
             "--switch",
             action="append",

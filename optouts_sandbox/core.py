@@ -28,6 +28,15 @@ class RateLimit:
     window_seconds: float = 60.0
 
 
+CHOICES: dict[str, frozenset[str]] = {
+    "retry_after_format": frozenset({"seconds", "date"}),
+    "malformed_kind": frozenset({"html", "wrong_json"}),
+    "download_format": frozenset({"csv", "zip"}),
+    "upload_outcome": frozenset({"success", "failed", "removed"}),
+    "optizmo_reset": frozenset({"seconds", "epoch"}),
+}
+
+
 @dataclass
 class Switches:
     """What the sandbox does to its clients. All off by default; set at start or at run time
@@ -39,15 +48,26 @@ class Switches:
     error_status: int = 503
     # Share (0..1) of provider requests whose connection is closed with no answer.
     reset_rate: float = 0.0
+    # Retry-After (seconds) on the answers `error_rate` injects; None = no header.
+    retry_after: float | None = None
+    # How every Retry-After header is written: "seconds" or "date" (an HTTP date).
+    retry_after_format: str = "seconds"
     # Seconds to stall before answering (beyond a client's read timeout = a timeout fault).
     stall_seconds: float = 0.0
     stall_rate: float = 0.0
+    # Share (0..1) of provider requests answered 200 with a malformed body. `malformed_kind`
+    # "html": an HTML page answers instead of the API (the request is not processed);
+    # "wrong_json": the API does its work, but its 2xx answer is JSON of the wrong shape.
+    malformed_rate: float = 0.0
+    malformed_kind: str = "html"
     # Rate limits per provider prefix ("checkmarket", "slicktext", ...): None = unlimited.
     rate_limits: dict[str, dict[str, float]] = field(default_factory=dict)
     # Optizmo downloads: seconds before the link answers 200, file form, truncation.
     download_delay_seconds: float = 0.0
     download_format: str = "csv"  # "csv" or "zip"
     truncate_downloads: bool = False
+    # The served file itself is wrong: "empty_zip" or "drop_column:<name>" ("" = none).
+    optizmo_file_fault: str = ""
     # Optizmo uploads: lifetime of a pre-signed upload URL; forced final status.
     upload_url_ttl_seconds: float = 900.0
     upload_processing_seconds: float = 0.0
@@ -65,6 +85,9 @@ class Switches:
         unknown = set(values) - known
         if unknown:
             raise ValueError(f"unknown switches: {sorted(unknown)}")
+        for key, allowed in CHOICES.items():
+            if key in values and values[key] not in allowed:
+                raise ValueError(f"{key} must be one of {sorted(allowed)}, not {values[key]!r}")
         for key, value in values.items():
             setattr(self, key, value)
 

@@ -4,13 +4,19 @@ People have an email, a phone (E.164, US numbers that `phonenumbers` accepts), n
 opt-out time. Each person opted out at one or more providers, so that a cross-provider sync has
 real work to do. Times are fixed (not relative to today) and span both autumn DST changes of
 2025 and 2026, so Pacific times in the repeated hour occur; some share a timestamp exactly.
+
+`only` (the benchmark's population): every person opted out at exactly those providers and has
+both an email and a phone, so that each of their lists holds `size` rows and the other
+providers hold nothing. `iter_people` yields people one at a time (big lists are seeded
+without the whole population in memory).
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 FIRST_NAMES = ["Ava", "Ben", "Chloe", "Dev", "Elif", "Finn", "Grace", "Hugo", "Ines", "Jon"]
 LAST_NAMES = ["Adams", "Brown", "Costa", "Dubois", "Evans", "Fischer", "Garcia", "Horvat"]
@@ -27,8 +33,7 @@ DST_REPEATS = [datetime(2025, 11, 2, 8, tzinfo=UTC), datetime(2026, 11, 1, 8, tz
 PROVIDERS = ("checkmarket", "slicktext", "optizmo")
 
 
-@dataclass(frozen=True)
-class Person:
+class Person(NamedTuple):
     index: int
     email: str
     phone: str  # E.164
@@ -40,50 +45,67 @@ class Person:
     has_phone: bool
 
 
-def generate(size: int, seed: int = 7) -> list[Person]:
-    """`size` people, deterministic for a given seed."""
+def generate(size: int, seed: int = 7, only: Collection[str] | None = None) -> list[Person]:
+    """`size` people, deterministic for a given seed (and `only`)."""
+    return list(iter_people(size, seed, only))
+
+
+def iter_people(size: int, seed: int = 7, only: Collection[str] | None = None) -> Iterator[Person]:
+    """The population one person at a time (the same people `generate` returns)."""
+    if only is not None:
+        unknown = set(only) - set(PROVIDERS)
+        if unknown or not only:
+            raise ValueError(f"only takes providers among {', '.join(PROVIDERS)}")
     rng = random.Random(seed)
+    rand = rng.random
+    bits = rng.getrandbits
+
+    def below(n: int) -> int:
+        # random.Random.randrange(n) without its argument checks: the same numbers.
+        k = n.bit_length()
+        r = bits(k)
+        while r >= n:
+            r = bits(k)
+        return r
+
     span_ms = int((SPAN_END - SPAN_START).total_seconds() * 1000)
-    people: list[Person] = []
+    fixed = frozenset(only) if only is not None else None
+    all_providers = {frozenset(c) for c in _subsets(PROVIDERS)}
+    shared = {c: c for c in all_providers}  # one frozenset object per combination
     tied_at: datetime | None = None
     for i in range(size):
         # Every ~20th person starts a run of 2-8 people with the same timestamp (ties that
         # cross page borders at any page size); ~3% fall inside a repeated Pacific hour.
-        roll = rng.random()
-        if tied_at is not None and rng.random() < 0.75:
+        roll = rand()
+        if tied_at is not None and rand() < 0.75:
             at = tied_at
         elif roll < 0.03:
-            base = DST_REPEATS[i % len(DST_REPEATS)]
-            at = base + timedelta(milliseconds=rng.randrange(2 * 3600 * 1000))
+            at = DST_REPEATS[i % 2] + timedelta(milliseconds=below(2 * 3600 * 1000))
             tied_at = None
         else:
-            at = SPAN_START + timedelta(milliseconds=rng.randrange(span_ms))
+            at = SPAN_START + timedelta(milliseconds=below(span_ms))
             tied_at = at if roll > 0.95 else None
-        at = at.replace(microsecond=at.microsecond // 1000 * 1000)
-        first = FIRST_NAMES[rng.randrange(len(FIRST_NAMES))]
-        last = LAST_NAMES[rng.randrange(len(LAST_NAMES))]
-        email = f"{first}.{last}.{i}@{DOMAINS[i % len(DOMAINS)]}".lower()
-        phone = f"+1{AREA_CODES[i % len(AREA_CODES)]}{rng.randrange(200, 999)}{i % 10000:04d}"
-        chosen = {p for p in PROVIDERS if rng.random() < 0.5}
+        first = FIRST_NAMES[below(10)]
+        last = LAST_NAMES[below(8)]
+        email = f"{first}.{last}.{i}@{DOMAINS[i % 5]}".lower()
+        if fixed is not None:
+            # Unique numbers (the exchange counts the ten-thousands), so each list is `size`.
+            phone = f"+1{AREA_CODES[i % 10]}{200 + i // 10000 % 799}{i % 10000:04d}"
+            yield Person(i, email, phone, first, last, at, fixed, True, True)
+            continue
+        phone = f"+1{AREA_CODES[i % 10]}{200 + below(799)}{i % 10000:04d}"
+        chosen = frozenset(p for p in PROVIDERS if rand() < 0.5)
         if not chosen:
-            chosen = {PROVIDERS[i % len(PROVIDERS)]}
-        has_phone = rng.random() < 0.8
-        has_email = not has_phone or rng.random() < 0.85
-        people.append(
-            Person(
-                index=i,
-                email=email,
-                phone=phone,
-                first_name=first,
-                last_name=last,
-                opted_out_at=at,
-                providers=frozenset(chosen),
-                has_email=has_email,
-                has_phone=has_phone,
-            )
-        )
-    return people
+            chosen = frozenset((PROVIDERS[i % 3],))
+        has_phone = rand() < 0.8
+        has_email = not has_phone or rand() < 0.85
+        yield Person(i, email, phone, first, last, at, shared[chosen], has_email, has_phone)
 
 
-def at_provider(people: list[Person], provider: str) -> list[Person]:
+def _subsets(items: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
+    for mask in range(1, 2 ** len(items)):
+        yield tuple(item for bit, item in enumerate(items) if mask >> bit & 1)
+
+
+def at_provider(people: Iterable[Person], provider: str) -> list[Person]:
     return [p for p in people if provider in p.providers]

@@ -14,12 +14,16 @@ POST /_sandbox/optouts {"provider": ..., "records": [...]}, POST /_sandbox/reset
 
 from __future__ import annotations
 
+import email.utils
 import logging
+import math
 import random
 import socket
+import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Collection
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -36,17 +40,33 @@ from optouts_sandbox.core import (
 
 logger = logging.getLogger("optouts.sandbox")
 
+# What a proxy or maintenance page answers in place of the API (the `malformed_kind` "html").
+HTML_ERROR_PAGE = (
+    b"<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>"
+    b"<body><h1>Bad Gateway</h1><p>The upstream server is unavailable.</p></body></html>\n"
+)
+# A well-formed JSON answer that is not the shape any endpoint answers (`wrong_json`).
+WRONG_SHAPE = {"status": "ok", "result": {"items": "unavailable"}}
+
 
 class Sandbox:
     """All emulators, their switches and clock, and request statistics."""
 
-    def __init__(self, size: int = 300, seed: int = 7, switches: Switches | None = None) -> None:
+    def __init__(
+        self,
+        size: int = 300,
+        seed: int = 7,
+        switches: Switches | None = None,
+        only: Collection[str] | None = None,
+    ) -> None:
         from optouts_sandbox.checkmarket import CheckMarketEmulator
         from optouts_sandbox.optizmo import OptizmoCollectEmulator, OptizmoEmulator
         from optouts_sandbox.slicktext import SlickTextLegacyEmulator, SlickTextV2Emulator
 
         self.size = size
         self.seed_value = seed
+        # The benchmark's population (seed.py): only these providers hold opt-outs.
+        self.only = tuple(only) if only else None
         self.switches = switches or Switches()
         self.clock = Clock()
         self.limiter = RateLimiter()
@@ -64,9 +84,19 @@ class Sandbox:
         self.reseed()
 
     def reseed(self) -> None:
-        population = seeding.generate(self.size, self.seed_value)
-        for emulator in self.emulators.values():
-            emulator.seed(population)
+        if self.only is None:
+            population = seeding.generate(self.size, self.seed_value)
+            for emulator in self.emulators.values():
+                emulator.seed(population)
+        else:
+            # One pass of a generator each: a big list is never held as people too.
+            for emulator in self.emulators.values():
+                family = emulator.prefix.split("-")[0]
+                emulator.seed(
+                    seeding.iter_people(self.size, self.seed_value, self.only)
+                    if family in self.only
+                    else []
+                )
         self.limiter.reset()
         with self.stats_lock:
             self.stats.clear()
@@ -97,7 +127,10 @@ class Sandbox:
             time.sleep(sw.stall_seconds)
         if sw.error_rate and self.rng.random() < sw.error_rate:
             self.count(f"{prefix} fault:{sw.error_status}")
-            return emulator.error(request, sw.error_status, "Service temporarily unavailable")
+            response = emulator.error(request, sw.error_status, "Service temporarily unavailable")
+            if sw.retry_after is not None:
+                response.headers["Retry-After"] = str(sw.retry_after)
+            return self._retry_after_form(response)
         limit_headers: dict[str, str] = {}
         credential = emulator.credential(request)
         limit = sw.rate_limit(emulator.rate_limit_key or prefix)
@@ -108,10 +141,25 @@ class Sandbox:
                 self.count(f"{prefix} 429")
                 response = emulator.rate_limited(request, reset)
                 response.headers.update(limit_headers)
-                return response
+                return self._retry_after_form(response)
+        malformed = bool(sw.malformed_rate) and self.rng.random() < sw.malformed_rate
+        if malformed and sw.malformed_kind == "html":
+            self.count(f"{prefix} fault:html")
+            return Response(200, HTML_ERROR_PAGE, {"Content-Type": "text/html; charset=utf-8"})
         response = emulator.handle(request)
+        if malformed and response.status < 300:
+            self.count(f"{prefix} fault:wrong_json")
+            response = json_response(WRONG_SHAPE)
         if credential is not None and response.status not in (401, 403):
             response.headers.update(limit_headers)
+        return response
+
+    def _retry_after_form(self, response: Response) -> Response:
+        """Retry-After as an HTTP date when the `retry_after_format` switch says so."""
+        value = response.headers.get("Retry-After")
+        if value is not None and self.switches.retry_after_format == "date":
+            when = math.ceil(time.time() + float(value))
+            response.headers["Retry-After"] = email.utils.formatdate(when, usegmt=True)
         return response
 
     def control(self, request: Request, action: str) -> Response:
@@ -249,6 +297,13 @@ class SandboxHTTPServer(ThreadingHTTPServer):
     def __init__(self, sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0) -> None:
         super().__init__((host, port), _Handler)
         self.sandbox = sandbox
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            # A client that went away (killed, or gave up on a stalled answer) is no error.
+            logger.debug("client %s went away", client_address)
+            return
+        super().handle_error(request, client_address)
 
     @property
     def url(self) -> str:

@@ -14,7 +14,7 @@ import base64
 import binascii
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -63,6 +63,7 @@ DST_RETIMES = (
 V2_WRITABLE = frozenset(wire.V2_CONTACT_FIELDS[2:16])
 V2_READ_ONLY = frozenset(wire.V2_CONTACT_FIELDS) - V2_WRITABLE | {"force_double_opt_in"}
 TIMEZONES = ("America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles")
+PAGING_PARAMS = frozenset({"limit", "offset", "page", "pageSize"})
 
 
 class BadRequest(Exception):
@@ -153,6 +154,10 @@ def _int_arg(request: Request, name: str, default: int, low: int, high: int | No
 class _SlickTextBase(Emulator):
     """What both APIs share: rate-limit headers, JSON errors, routing with 400s."""
 
+    def __init__(self, sandbox: Any) -> None:
+        super().__init__(sandbox)
+        self._listings: dict[tuple[tuple[str, str], ...], list[dict[str, Any]]] = {}
+
     def rate_limit_headers(self, limit: RateLimit, remaining: int, reset: float) -> dict[str, str]:
         headers = wire.RATE_HEADERS
         ceiling = limit.per_window or limit.per_second or 0
@@ -167,9 +172,36 @@ class _SlickTextBase(Emulator):
             return self.error(request, 401, "Unauthenticated: invalid API credentials")
         try:
             with self.lock:
-                return self.route(request, [s for s in request.path.split("/") if s])
+                try:
+                    return self.route(request, [s for s in request.path.split("/") if s])
+                finally:
+                    if request.method != "GET":
+                        self.changed()
         except BadRequest as exc:
             return self.error(request, exc.status, str(exc))
+
+    def changed(self) -> None:
+        """The stored contacts or opt-outs may have changed: forget the cached listings."""
+        self._listings.clear()
+
+    def matching(
+        self, request: Request, rows: Callable[[], Iterable[dict[str, Any]]], tests: list[Any]
+    ) -> list[dict[str, Any]]:
+        """The rows a listing's filters select, computed once per distinct filter set while
+        nothing changes (a client pages through the same listing many times)."""
+        key = tuple(
+            sorted(
+                (name, values[0])
+                for name, values in request.query.items()
+                if name not in PAGING_PARAMS
+            )
+        )
+        cached = self._listings.get(key)
+        if cached is None:
+            if len(self._listings) >= 16:
+                self._listings.clear()
+            cached = self._listings[key] = [r for r in rows() if all(t(r) for t in tests)]
+        return cached
 
     def authorized(self, request: Request) -> bool:
         raise NotImplementedError
@@ -198,8 +230,10 @@ class SlickTextLegacyEmulator(_SlickTextBase):
         self._next_id = LEGACY_ID_BASE + 10_000_000
 
     # -- seed, inspection, admin ----------------------------------------------------------
-    def seed(self, population: list[Person]) -> None:
+    def seed(self, population: Iterable[Person]) -> None:
+        population = list(population)
         with self.lock:
+            self.changed()
             self.optouts.clear()
             self.instants.clear()
             self.by_number.clear()
@@ -271,6 +305,7 @@ class SlickTextLegacyEmulator(_SlickTextBase):
     def admin_add(self, records: list[dict[str, Any]]) -> int:
         added = 0
         with self.lock:
+            self.changed()
             for record in records:
                 number = admin_number(record.get("number"))
                 if number in self.by_number:
@@ -317,7 +352,7 @@ class SlickTextLegacyEmulator(_SlickTextBase):
         limit = _int_arg(request, "limit", wire.LEGACY_DEFAULT_LIMIT, 1, wire.MAX_PAGE_SIZE)
         offset = _int_arg(request, "offset", 0, 0, None)
         tests = _legacy_filters(request)
-        matched = [i for i in self._ordered() if all(test(i) for test in tests)]
+        matched = self.matching(request, self._ordered, tests)
         self_link = f"{request.base_url}/optouts"
         if request.raw_query:
             self_link += "?" + request.raw_query
@@ -435,7 +470,8 @@ class SlickTextV2Emulator(_SlickTextBase):
         self._next_id = V2_ID_BASE + 10_000_000
 
     # -- seed, inspection, admin ----------------------------------------------------------
-    def seed(self, population: list[Person]) -> None:
+    def seed(self, population: Iterable[Person]) -> None:
+        population = list(population)
         rows: list[tuple[Person, str, datetime | None]] = []
         for person, instant in slicktext_people(population):
             status = "blocked" if person.index % 5 == 0 else "unsubscribed"
@@ -443,6 +479,7 @@ class SlickTextV2Emulator(_SlickTextBase):
         rows += [(p, "subscribed", None) for p in subscribed_people(population)]
         rows += [(p, "not subscribed", None) for p in not_subscribed_people(population)]
         with self.lock:
+            self.changed()
             self.contacts.clear()
             self.instants.clear()
             self.by_number.clear()
@@ -524,6 +561,7 @@ class SlickTextV2Emulator(_SlickTextBase):
     def admin_add(self, records: list[dict[str, Any]]) -> int:
         added = 0
         with self.lock:
+            self.changed()
             for record in records:
                 raw = record.get("mobile_number") or record.get("number") or ""
                 number = admin_number(raw)
@@ -604,7 +642,7 @@ class SlickTextV2Emulator(_SlickTextBase):
             if name not in V2_WRITABLE | V2_READ_ONLY:
                 raise BadRequest(f"Unknown filter field {name!r}")
             tests.append(_exact_test(name, values[0]))
-        matched = [c for c in self.contacts.values() if all(t(c) for t in tests)]
+        matched = self.matching(request, self.contacts.values, tests)
         page = matched[offset : offset + limit]
         return json_response(
             {

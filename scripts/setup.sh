@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Set up everything on a fresh machine: uv, the project venv (.venv) and Meltano (.tools/meltano).
-# Idempotent and quick when already done. Source it or run it.
+# Set up everything on a fresh machine: uv, the project venv (.venv), Meltano (.tools/meltano)
+# and, as root on Debian, the packages the tests and the README need (apt-get). Idempotent and
+# quick when already done. Source it or run it.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -16,7 +17,24 @@ if [ ! -x .venv/bin/python ]; then
 fi
 uv pip install --quiet -p .venv/bin/python -e '.[dev]'
 
-if [ ! -x .tools/meltano/bin/meltano ] || ! .tools/meltano/bin/meltano --version 2>/dev/null | grep -q "$MELTANO_VERSION"; then
+# The installed version, read from its metadata (`meltano --version` takes seconds to start).
+if [ ! -x .tools/meltano/bin/meltano ] || ! compgen -G ".tools/meltano/lib/python3*/site-packages/meltano-$MELTANO_VERSION.dist-info" >/dev/null; then
   uv venv --quiet --python 3.11 .tools/meltano 2>/dev/null || uv venv --quiet .tools/meltano
   uv pip install --quiet -p .tools/meltano/bin/python "meltano==$MELTANO_VERSION"
+fi
+# Meltano 4.4.1's `meltano config test <loader>` always fails; see scripts/patch_meltano.py.
+.tools/meltano/bin/python scripts/patch_meltano.py
+
+# Debian packages: PostgreSQL's server for tests/test_ecosystem_postgres.py and the README's
+# warehouse commands; curl for the README's sandbox commands.
+missing=()
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null || missing+=(postgresql)
+command -v curl >/dev/null || missing+=(curl)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "setup: not installed: ${missing[*]} (as root: apt-get install ${missing[*]})" >&2
+  fi
 fi

@@ -18,9 +18,13 @@ from importlib import resources
 from singer_sdk import Stream
 
 from optouts_providers.timeutil import to_rfc3339
+from tap_optouts.fastpath import FastSyncMixin
+from tap_optouts.progress import CHECK_MASK, PartitionProgress, run_summary
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
+
+    from optouts_providers.http import CallStats
 
 logger = logging.getLogger("optouts.tap")
 
@@ -32,7 +36,7 @@ def load_schema(name: str) -> dict[str, t.Any]:
     return json.loads(text)
 
 
-class OptoutsStream(Stream):
+class OptoutsStream(FastSyncMixin, Stream):
     """An incremental opt-out stream over one provider client."""
 
     replication_method = "INCREMENTAL"
@@ -69,16 +73,47 @@ class OptoutsStream(Stream):
             high,
             f" ({context})" if context else "",
         )
-        for record in self.fetch(context, start, end):
-            value = record.get(key)
-            if value is None or value < low or value >= high:
-                continue
-            yield record
+        before = self.client_stats()
+        before = before.copy() if before is not None else None
+        progress = PartitionProgress(self.logger, self.name, context)
+        count = 0
+        status = "failed"
+        try:
+            for record in self.fetch(context, start, end):
+                value = record.get(key)
+                if value is None or value < low or value >= high:
+                    continue
+                count += 1
+                if not count & CHECK_MASK:
+                    progress.tick(count)
+                yield record
+            status = "succeeded"
+        except GeneratorExit:
+            status = "stopped"
+            raise
+        finally:
+            self.log_calls(context, before)
+            seconds = progress.finish(count, status)
+            run_summary(self._tap).add(self.name, count, seconds)
 
     def fetch(
         self, context: Context | None, start: datetime, end: datetime
     ) -> t.Iterator[dict[str, t.Any]]:
         raise NotImplementedError
+
+    def client_stats(self) -> CallStats | None:
+        """The provider client's call counters (None until the client exists)."""
+        client = self.__dict__.get("client")  # the `client` cached_property, once built
+        return getattr(client, "stats", None)
+
+    def log_calls(self, context: Context | None, before: CallStats | None) -> None:
+        """Requests, retries and time spent throttled for this stream or partition."""
+        stats = self.client_stats()
+        if stats is None:
+            return
+        spent = stats.minus(before) if before is not None else stats
+        where = f" ({context})" if context else ""
+        self.logger.info("%s calls%s: %s", self.name, where, spent.line())
 
 
 def http_options(config: t.Mapping[str, t.Any]) -> dict[str, t.Any]:

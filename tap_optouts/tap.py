@@ -6,10 +6,12 @@ import typing as t
 
 from singer_sdk import Tap
 from singer_sdk import typing as th
-from singer_sdk.contrib.msgspec import MsgSpecWriter
 
+from optouts_providers.http import set_total_wait_budget
 from optouts_providers.redact import install_log_redaction, register_secret
 from optouts_providers.timeutil import utc_now
+from tap_optouts.fastpath import LineWriter
+from tap_optouts.progress import RunSummary, log_run_summary
 from tap_optouts.streams import STREAM_TYPES
 
 if t.TYPE_CHECKING:
@@ -29,7 +31,7 @@ class TapOptouts(Tap):
 
     name = "tap-optouts"
     package_name = "optouts-connectors"  # the distribution, for --version and --about
-    message_writer_class = MsgSpecWriter
+    message_writer_class = LineWriter
 
     config_jsonschema = th.PropertiesList(
         th.Property(
@@ -57,6 +59,14 @@ class TapOptouts(Tap):
             default=900,
             description="Longest total time one request may spend waiting on retries and "
             "rate limits before the sync fails.",
+        ),
+        th.Property(
+            "max_total_wait_seconds",
+            th.NumberType,
+            default=3600,
+            description="Longest time the whole sync may spend waiting on providers' "
+            "failures and throttling (retry waits, Retry-After, spent rate-limit windows; "
+            "steady pacing excluded) before it fails.",
         ),
         th.Property(
             "checkmarket",
@@ -189,6 +199,7 @@ class TapOptouts(Tap):
         for provider, keys in SECRET_SETTINGS.items():
             for key in keys:
                 register_secret((self.config.get(provider) or {}).get(key))
+        set_total_wait_budget(float(self.config.get("max_total_wait_seconds", 3600)))
         self.sync_started_at: datetime = utc_now()
 
     def discover_streams(self) -> list[OptoutsStream]:
@@ -205,7 +216,13 @@ class TapOptouts(Tap):
     def sync_all(self) -> None:
         # The window's upper bound for every stream: fixed once, before the first request.
         self.sync_started_at = utc_now()
-        super().sync_all()
+        self.optouts_summary = RunSummary()
+        status = "failed"
+        try:
+            super().sync_all()
+            status = "succeeded"
+        finally:
+            log_run_summary(self, status)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,17 @@
 
 For each batch a destination drops the opt-outs that came from its own provider (with
 `skip_origin`), those it cannot carry (a channel it lacks) and those it already wrote in this
-run, then writes the rest synchronously. An address is remembered as written only once the
-provider accepted the call; a failed write raises `DeliveryError`, so that the SDK never
-acknowledges the batch (no STATE covers it). Sinks may drain in parallel threads: a lock per
-destination keeps filtering, writing and counting consistent.
+run, then writes the rest synchronously. An address is remembered as written once the
+provider accepted the call (or once kept back for `finish`, whose failure ends the run); a
+failed write raises `DeliveryError`, so that the SDK never acknowledges the batch (no STATE
+covers it). Sinks may drain in parallel threads: a lock per destination keeps filtering,
+writing and counting consistent.
+
+A sink feeds a batch in parts (`feed`) and then completes it (`complete`): `send` may keep back
+what is better written all at once (a partial CheckMarket batch, an Optizmo bulk upload) until
+`finish`, so that a batch of a million opt-outs costs full CheckMarket POSTs and one Optizmo
+upload, and never sits in memory. `deliver` is both at once. What was written is remembered
+in memory that does not grow with the run (`seen.SeenAddresses`).
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import abc
 import json
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -22,6 +29,7 @@ from optouts_providers.redact import redact
 from optouts_providers.results import WriteResult
 from target_optouts.normalize import OptOut
 from target_optouts.rejects import Rejects
+from target_optouts.seen import SeenAddresses
 
 logger = logging.getLogger("target-optouts")
 
@@ -62,7 +70,7 @@ class Destination(abc.ABC):
         self.dry_run = dry_run
         self.skip_origin = skip_origin
         self.counts = Counts()
-        self.done: set[Address] = set()
+        self.done = SeenAddresses()
         self.lock = threading.Lock()
 
     @property
@@ -74,8 +82,13 @@ class Destination(abc.ABC):
         """What of this opt-out the destination can carry (empty: nothing)."""
 
     @abc.abstractmethod
-    def send(self, addresses: list[Address]) -> WriteResult:
-        """Write the addresses; return only once the provider accepted them."""
+    def send(self, addresses: list[Address], stream: str) -> WriteResult:
+        """Write the addresses; return only once the provider accepted them. Some may be kept
+        back, for this stream, until `finish` (the result covers what was written)."""
+
+    def finish(self, stream: str) -> WriteResult | None:
+        """Write what `send` kept back for this stream; None when nothing was."""
+        return None
 
     def stats(self) -> dict[str, Any]:
         """The client's call statistics, for the summary."""
@@ -85,6 +98,12 @@ class Destination(abc.ABC):
         """Release the client's connections."""
 
     def deliver(self, stream: str, optouts: Iterable[OptOut]) -> None:
+        """Write these opt-outs; return once the provider accepted them all."""
+        self.feed(stream, optouts)
+        self.complete(stream)
+
+    def feed(self, stream: str, optouts: Iterable[OptOut]) -> None:
+        """Write a part of a batch (`send` may keep some back until `complete`)."""
         with self.lock:
             pending = self._select(optouts)
             if not pending:
@@ -94,21 +113,35 @@ class Destination(abc.ABC):
                 self.done.update(pending)
                 return
             self.counts.sent += len(pending)
-            try:
-                result = self.send(list(pending))
-            except Exception as exc:
-                message = (
-                    f"{self.name}: writing {len(pending)} opt-out addresses from stream "
-                    f"{stream!r} failed; the batch is not acknowledged: {redact(exc)}"
-                )
-                logger.error("target-optouts: %s", message)
-                raise DeliveryError(message) from exc
-            self.counts.written += result.written
-            self.counts.already_present += result.already_present
-            self.counts.rejected += len(result.rejected)
-            for value, reason in result.rejected:
-                self.rejects.refused(stream, self.name, value, reason)
+            what = f"writing {len(pending)} opt-out addresses"
+            result = self._write(stream, what, lambda: self.send(list(pending), stream))
+            self._count(stream, result)
             self.done.update(pending)
+
+    def complete(self, stream: str) -> None:
+        """Write what the batch's parts kept back; return once the provider accepted it."""
+        with self.lock:
+            result = self._write(stream, "writing the rest", lambda: self.finish(stream))
+            if result is not None:
+                self._count(stream, result)
+
+    def _write(self, stream: str, what: str, call: Callable[[], WriteResult | None]) -> Any:
+        try:
+            return call()
+        except Exception as exc:
+            message = (
+                f"{self.name}: {what} from stream {stream!r} failed; the batch is not "
+                f"acknowledged: {redact(exc)}"
+            )
+            logger.error("target-optouts: %s", message)
+            raise DeliveryError(message) from exc
+
+    def _count(self, stream: str, result: WriteResult) -> None:
+        self.counts.written += result.written
+        self.counts.already_present += result.already_present
+        self.counts.rejected += len(result.rejected)
+        for value, reason in result.rejected:
+            self.rejects.refused(stream, self.name, value, reason)
 
     def _select(self, optouts: Iterable[OptOut]) -> dict[Address, OptOut]:
         pending: dict[Address, OptOut] = {}
@@ -145,9 +178,18 @@ class Destinations:
         self.dry_run = dry_run
 
     def deliver(self, stream: str, optouts: list[OptOut]) -> None:
+        self._each(lambda destination: destination.deliver(stream, optouts))
+
+    def feed(self, stream: str, optouts: list[OptOut]) -> None:
+        self._each(lambda destination: destination.feed(stream, optouts))
+
+    def complete(self, stream: str) -> None:
+        self._each(lambda destination: destination.complete(stream))
+
+    def _each(self, call: Callable[[Destination], None]) -> None:
         try:
             for destination in self.items:
-                destination.deliver(stream, optouts)
+                call(destination)
         except DeliveryError:
             logger.error(
                 "target-optouts summary at failure: %s", json.dumps(self.summary(), sort_keys=True)

@@ -16,6 +16,7 @@ A value that cannot be normalised is a reason; the record's other addresses stil
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,9 +40,20 @@ _MD5 = re.compile(r"^[0-9a-fA-F]{32}$")
 # Digits that may start with a country code: 11+ digits, so that a mistyped 10-digit
 # national number is not read as some other country's number.
 _DIGITS = re.compile(r"^\d{11,15}$")
+# Every rule of normalize_email at once, for the addresses that pass (most): the step-by-step
+# checks then run only to name what is wrong. The same rules: local part of 1-64 characters,
+# labels of 1-63 letters, digits and inner hyphens, at least two, the last a TLD.
+_LABEL_TEXT = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_VALID_EMAIL = re.compile(
+    r"(?=[^@]{1,64}@)"
+    r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    rf"@(?:{_LABEL_TEXT}\.)+"
+    rf"(?={_LABEL_TEXT}\Z)(?:[a-z]{{2,63}}|xn--[a-z0-9-]{{1,59}})"
+)
+ADDRESS_FIELDS = frozenset((*EMAIL_FIELDS, *PHONE_FIELDS, PLAIN_FIELD, HASH_FIELD))
 
 
-@dataclass
+@dataclass(slots=True)
 class OptOut:
     """One record's opt-out: its normalised addresses and the stream it came from."""
 
@@ -56,7 +68,7 @@ class OptOut:
         return origin_provider(self.stream)
 
 
-@dataclass
+@dataclass(slots=True)
 class Normalised:
     """The outcome for one record: an opt-out (None when nothing usable) and the reasons
     for every value that was refused."""
@@ -65,6 +77,7 @@ class Normalised:
     reasons: list[str]
 
 
+@functools.lru_cache(maxsize=1024)
 def origin_provider(stream: str) -> str | None:
     """The provider a stream comes from (`checkmarket_optouts` -> `checkmarket`), if any."""
     lowered = stream.lower()
@@ -79,21 +92,31 @@ def normalize_email(value: object) -> str:
     if not isinstance(value, str):
         raise ValueError(f"not a string ({type(value).__name__})")
     email = value.strip().lower()
+    if len(email) <= MAX_EMAIL_LENGTH and _VALID_EMAIL.fullmatch(email):
+        return email
+    problem = email_problem(email)
+    if problem is not None:
+        raise ValueError(problem)
+    return email
+
+
+def email_problem(email: str) -> str | None:
+    """What is wrong with a trimmed, lowercased address, rule by rule (None: nothing)."""
     if len(email) > MAX_EMAIL_LENGTH:
-        raise ValueError(f"longer than {MAX_EMAIL_LENGTH} characters")
+        return f"longer than {MAX_EMAIL_LENGTH} characters"
     local, at, domain = email.rpartition("@")
     if not at or not local or not domain:
-        raise ValueError("not an email address")
+        return "not an email address"
     if len(local) > MAX_LOCAL_LENGTH:
-        raise ValueError(f"local part longer than {MAX_LOCAL_LENGTH} characters")
+        return f"local part longer than {MAX_LOCAL_LENGTH} characters"
     if not _LOCAL.match(local):
-        raise ValueError("invalid characters before '@'")
+        return "invalid characters before '@'"
     labels = domain.split(".")
     if len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
-        raise ValueError("invalid domain")
+        return "invalid domain"
     if not _TLD.match(labels[-1]):
-        raise ValueError("invalid top-level domain")
-    return email
+        return "invalid top-level domain"
+    return None
 
 
 def normalize_phone(value: object, region: str) -> str:
@@ -126,11 +149,14 @@ def normalize_md5(value: object) -> str:
     return value.strip().lower()
 
 
-def _first(record: dict[str, Any], names: tuple[str, ...]) -> tuple[str, Any] | None:
+def _first(
+    record: dict[str, Any], names: tuple[str, ...], fields: set[str]
+) -> tuple[str, Any] | None:
     for name in names:
-        value = record.get(name)
-        if _present(value):
-            return name, value
+        if name in fields:
+            value = record[name]
+            if _present(value):
+                return name, value
     return None
 
 
@@ -143,12 +169,14 @@ def normalize_record(record: Any, stream: str, region: str = "US") -> Normalised
     if not isinstance(record, dict):
         return Normalised(None, [f"record is not an object ({type(record).__name__})"])
     reasons: list[str] = []
-    optout = OptOut(stream=stream, record=record)
-    email_field = _first(record, EMAIL_FIELDS)
-    phone_field = _first(record, PHONE_FIELDS)
+    fields = ADDRESS_FIELDS.intersection(record)  # the few address fields the record has
+    if not fields:
+        return Normalised(None, ["no email, phone or MD5 field"])
+    email_field = _first(record, EMAIL_FIELDS, fields)
+    phone_field = _first(record, PHONE_FIELDS, fields)
     plain = record.get(PLAIN_FIELD)
     hashed_field: tuple[str, Any] | None = None
-    if _present(record.get(HASH_FIELD)):
+    if HASH_FIELD in fields and _present(record[HASH_FIELD]):
         hashed_field = (HASH_FIELD, record[HASH_FIELD])
     if _present(plain):
         if isinstance(plain, str) and "@" in plain:
@@ -157,26 +185,27 @@ def normalize_record(record: Any, stream: str, region: str = "US") -> Normalised
             hashed_field = hashed_field or (PLAIN_FIELD, plain)  # an MD5-only list's export
         else:
             phone_field = phone_field or (PLAIN_FIELD, plain)
+    email = phone = md5 = None
     if email_field:
         name, value = email_field
         try:
-            optout.email = normalize_email(value)
+            email = normalize_email(value)
         except ValueError as exc:
             reasons.append(f"{name}: {exc}")
     if phone_field:
         name, value = phone_field
         try:
-            optout.phone = normalize_phone(value, region)
+            phone = normalize_phone(value, region)
         except ValueError as exc:
             reasons.append(f"{name}: {exc}")
-    if hashed_field and optout.email is None and optout.phone is None and not reasons:
+    if hashed_field and email is None and phone is None and not reasons:
         name, value = hashed_field
         try:
-            optout.md5 = normalize_md5(value)
+            md5 = normalize_md5(value)
         except ValueError as exc:
             reasons.append(f"{name}: {exc}")
-    if optout.email is None and optout.phone is None and optout.md5 is None:
+    if email is None and phone is None and md5 is None:
         if not reasons:
             reasons.append("no email, phone or MD5 field")
         return Normalised(None, reasons)
-    return Normalised(optout, reasons)
+    return Normalised(OptOut(stream, email, phone, md5, record), reasons)

@@ -1,9 +1,11 @@
 """Rejected records and addresses: counted, and written to `rejects_path` as JSON lines.
 
 A line is `{"rejected_at", "stream", "reasons", "record"}` for a record that could not be
-normalised, or `{"rejected_at", "stream", "destination", "value", "reasons"}` for an address a
-provider refused. The file is appended to, so that earlier runs' rejects are kept. Log lines
-carry counts and reasons only, never the addresses.
+normalised, `{"rejected_at", "stream", "destination", "value", "reasons"}` for an address a
+provider refused, or `{"rejected_at", "line", "reasons", "input"}` for an input line that is
+not a usable Singer message (not UTF-8, not JSON, no type, a SCHEMA without properties...).
+The file is appended to, so that earlier runs' rejects are kept. Log lines carry counts and
+reasons only, never the addresses.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from typing import IO, Any
 
 from optouts_providers.timeutil import to_rfc3339, utc_now
 
+# An unusable input line is kept up to this many characters in the rejects file.
+MAX_INPUT_CHARS = 2000
+
 
 class Rejects:
     def __init__(self, path: str | None = None) -> None:
@@ -23,6 +28,7 @@ class Rejects:
         self.count = 0
         self.partial = 0  # records with one bad value whose other addresses were still used
         self.refused_count = 0  # addresses a provider refused (also counted per destination)
+        self.invalid_lines = 0  # input lines that are not a usable Singer message
         self.by_reason: Counter[str] = Counter()
         self._file: IO[str] | None = None
         self._lock = threading.Lock()
@@ -41,12 +47,19 @@ class Rejects:
         line = {"stream": stream, "destination": destination, "value": value, "reasons": [reason]}
         self._add(line, [], kind="refused")
 
+    def invalid_line(self, number: int, reasons: list[str], text: str) -> None:
+        """An input line that is not a usable Singer message (the run goes on)."""
+        line = {"line": number, "reasons": reasons, "input": text[:MAX_INPUT_CHARS]}
+        self._add(line, reasons, kind="line")
+
     def _add(self, line: dict[str, Any], reasons: list[str], *, kind: str) -> None:
         with self._lock:
             if kind == "partial":
                 self.partial += 1
             elif kind == "refused":
                 self.refused_count += 1
+            elif kind == "line":
+                self.invalid_lines += 1
             else:
                 self.count += 1
             for reason in reasons:
@@ -66,6 +79,7 @@ class Rejects:
                 "rejected": self.count,
                 "partially_rejected": self.partial,
                 "refused_by_providers": self.refused_count,
+                "invalid_lines": self.invalid_lines,
                 "reasons": dict(self.by_reason.most_common()),
             }
 

@@ -176,4 +176,12 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         description="Longest total time one request may spend waiting on retries "
         "and rate limits before the run fails.",
     ),
+    th.Property(
+        "max_total_wait_seconds",
+        th.NumberType,
+        default=3600,
+        description="Longest time the whole run may spend waiting on providers' failures "
+        "and throttling (retry waits, Retry-After, spent rate-limit windows; steady pacing "
+        "excluded) before it fails.",
+    ),
 ).to_dict()

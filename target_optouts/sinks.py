@@ -1,36 +1,71 @@
 """The sink: any stream's records become opt-outs, delivered to every destination per batch.
 
 A record that fails schema validation, or holds no usable address, is rejected with its
-reasons (counted, logged, `rejects_path`) and the run goes on. `process_batch` returns only
-once every destination has accepted the batch, so the STATE the target emits after a drain
-never covers an opt-out that was not written.
+reasons (counted, logged, `rejects_path`) and the run goes on. Opt-outs go to the
+destinations in parts of `PART` as they arrive (`Destinations.feed`), so a batch never sits
+in memory; `process_batch` completes the batch (a partial CheckMarket POST, the Optizmo bulk
+upload) and returns only once every destination has accepted it, so the STATE the target
+emits after a drain never covers an opt-out that was not written.
+
+BATCH messages (JSON lines, plain or gzip): each file is read line by line, and each record
+takes the path of a RECORD message's record (stream map, validation, key properties,
+normalisation). A file's records join the current batch, written when the target drains.
 """
 
 from __future__ import annotations
 
+import gzip
+import logging
 import typing as t
+from contextlib import ExitStack
 
-from singer_sdk.exceptions import InvalidRecord
+import msgspec
+from singer_sdk.contrib.msgspec import decoder
+from singer_sdk.exceptions import InvalidRecord, MissingKeyPropertiesError
+from singer_sdk.helpers._batch import BatchFileFormat, StorageTarget
+from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.sinks import BatchSink
 
-from target_optouts.normalize import normalize_record
+from optouts_providers.redact import redact
+from target_optouts.normalize import OptOut, normalize_record
 from target_optouts.validation import FastJSONSchemaValidator
 
 if t.TYPE_CHECKING:
+    from singer_sdk.helpers._batch import BaseBatchFileEncoding
+    from singer_sdk.mapper import StreamMap
     from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
     from target_optouts.target import TargetOptouts
 
+# Opt-outs handed to the destinations at a time.
+PART = 5000
+SDC_FIELDS = frozenset(
+    (
+        "_sdc_extracted_at",
+        "_sdc_received_at",
+        "_sdc_batched_at",
+        "_sdc_deleted_at",
+        "_sdc_sequence",
+        "_sdc_table_version",
+    )
+)
+
 
 class OptoutsSink(BatchSink):
     """Collects one stream's opt-outs; writes them to every destination per batch."""
+
+    # Records between two drains when no STATE comes first. Memory does not grow with it
+    # (opt-outs leave in parts); a drain costs requests (a bulk upload each).
+    MAX_SIZE_DEFAULT = 1_000_000
 
     def __init__(self, target: TargetOptouts, *args: t.Any, **kwargs: t.Any) -> None:
         self._invalid_reason: str | None = None
         super().__init__(target, *args, **kwargs)
         self.destinations = target.destinations
         self.rejects = target.rejects
+        self.mapper = target.mapper
         self.region = str(self.config.get("default_phone_region") or "US").upper()
+        self._part: list[OptOut] = []
 
     def get_validator(self) -> BaseJSONSchemaValidator | None:
         return FastJSONSchemaValidator(self.schema) if self.validate_schema else None
@@ -47,6 +82,14 @@ class OptoutsSink(BatchSink):
                 self._invalid_reason = f"schema: {exc.error_message}"
         return record
 
+    def _remove_sdc_metadata_from_record(self, record: dict) -> None:
+        if not SDC_FIELDS.isdisjoint(record):  # the SDK pops them one by one, every record
+            super()._remove_sdc_metadata_from_record(record)
+
+    def _after_process_record(self, context: dict) -> None:
+        if self.logger.isEnabledFor(logging.DEBUG):  # the SDK's per-record DEBUG line
+            super()._after_process_record(context)
+
     def process_record(self, record: dict, context: dict) -> None:
         reason, self._invalid_reason = self._invalid_reason, None
         if reason is not None:
@@ -58,9 +101,78 @@ class OptoutsSink(BatchSink):
             return
         if result.reasons:
             self.rejects.record(self.stream_name, result.reasons, record, partial=True)
-        context.setdefault("optouts", []).append(result.optout)
+        self._part.append(result.optout)
+        if len(self._part) >= PART:
+            self._feed()
+
+    def _feed(self) -> None:
+        part, self._part = self._part, []
+        if part:
+            self.destinations.feed(self.stream_name, part)
 
     def process_batch(self, context: dict) -> None:
-        optouts = context.get("optouts") or []
-        if optouts:
-            self.destinations.deliver(self.stream_name, optouts)
+        for record in context.get("records") or ():  # the SDK's own batch-file reading
+            self._take(record)
+        self._feed()
+        self.destinations.complete(self.stream_name)
+
+    # -- BATCH messages ---------------------------------------------------------------------
+    def process_batch_files(self, encoding: BaseBatchFileEncoding, files: t.Sequence[str]) -> None:
+        if encoding.format != BatchFileFormat.JSONL:
+            super().process_batch_files(encoding, files)  # parquet: process_batch takes it
+            return
+        storage = self.batch_config.storage if self.batch_config else None
+        mapping = self._stream_map()
+        count = 0
+        for path in files:
+            head, tail = StorageTarget.split_url(path)
+            with ExitStack() as stack:
+                lines = stack.enter_context((storage or StorageTarget.from_url(head)).open(tail))
+                if encoding.compression == "gzip":
+                    lines = stack.enter_context(gzip.open(lines))
+                for number, line in enumerate(lines, 1):
+                    if not line.strip():
+                        continue
+                    count += 1
+                    try:
+                        record = decoder.decode(line)
+                    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+                        reason = f"line {number} of batch file {tail!r} is not JSON ({exc})"
+                        self.rejects.record(self.stream_name, [reason], None)
+                        continue
+                    self._take(record, mapping)
+        # The records wait in this sink's batch like RECORD messages' (written when it drains).
+        self.tally_record_read(count)
+        self.record_counter_metric.increment(count)
+
+    def _take(self, record: t.Any, mapping: StreamMap | None = None) -> None:
+        """A record of a batch file, along the path of a RECORD message's record."""
+        if not isinstance(record, dict):
+            kind = type(record).__name__
+            self.rejects.record(self.stream_name, [f"record is not an object ({kind})"], record)
+            return
+        if mapping is not None:
+            mapped = mapping.transform(record)
+            if mapped is None:
+                return  # filtered out by the stream map
+            record = mapped
+        record = self.preprocess_record(self._validate_and_parse(record), {})
+        try:
+            self._singer_validate_message(record)
+        except MissingKeyPropertiesError as exc:
+            self._invalid_reason = None
+            reason = f"refused by the SDK ({type(exc).__name__}): {redact(exc)}"
+            self.rejects.record(self.stream_name, [reason[:500]], record)
+            return
+        self.process_record(record, {})
+
+    def _stream_map(self) -> StreamMap | None:
+        """The stream map that makes this sink's stream (None: the records are as they come)."""
+        for maps in self.mapper.stream_maps.values():
+            for mapping in maps:
+                if mapping.stream_alias == self.stream_name:
+                    unchanged = type(mapping) is SameRecordTransform and not (
+                        mapping.flattening_options and mapping.flattening_enabled
+                    )
+                    return None if unchanged else mapping
+        return None

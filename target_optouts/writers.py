@@ -1,17 +1,21 @@
 """The three providers as destinations, each wrapping its client (provider-apis.md 6.2-6.4).
 
 - CheckMarket carries emails and phones (E.164), in batched POSTs; a refused batch is bisected
-  by the client and the bad addresses come back as rejected.
+  by the client and the bad addresses come back as rejected. A batch's parts are sent in full
+  POSTs of `batch_size` (in a worker thread, while the next part is read: `inflight`); what is
+  left over waits for the next part or the batch's end.
 - SlickText carries phones (E.164): the legacy OPTOUT action, or the new API's find, then
   update or create; the client paces itself under the rate limit.
 - Optizmo: the email list carries emails, and MD5s (bulk upload only); the SMS list carries
   phones as digits without '+' (collect). Emails: collect up to `bulk_threshold` per batch,
-  bulk upload above it.
+  bulk upload above it: a batch's emails and MD5s are spooled to a temporary file until the
+  batch ends, then collected or uploaded (one upload per batch, whatever its size).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from optouts_providers.checkmarket.client import CheckMarketClient
@@ -21,6 +25,7 @@ from optouts_providers.results import WriteResult
 from optouts_providers.slicktext.client import slicktext_client_from_config
 from tap_optouts.client import http_options
 from target_optouts.destinations import Address, Destination, Destinations
+from target_optouts.inflight import InFlight
 from target_optouts.normalize import OptOut
 from target_optouts.rejects import Rejects
 
@@ -31,6 +36,8 @@ class CheckMarketDestination(Destination):
     def __init__(self, client: CheckMarketClient, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.client = client
+        self.kept: dict[str, list[Address]] = {}  # per stream: less than one POST's worth
+        self.inflight = InFlight("checkmarket-writes")
 
     def addresses(self, optout: OptOut) -> list[Address]:
         out: list[Address] = []
@@ -40,7 +47,25 @@ class CheckMarketDestination(Destination):
             out.append(("phone", optout.phone))
         return out
 
-    def send(self, addresses: list[Address]) -> WriteResult:
+    def send(self, addresses: list[Address], stream: str) -> WriteResult:
+        kept = self.kept.pop(stream, [])
+        kept.extend(addresses)
+        whole = len(kept) - len(kept) % self.client.batch_size
+        if kept[whole:]:
+            self.kept[stream] = kept[whole:]
+        if not whole:
+            return WriteResult()
+        ready = kept[:whole]
+        return self.inflight.submit(stream, lambda: self._post(ready))
+
+    def finish(self, stream: str) -> WriteResult | None:
+        kept = self.kept.pop(stream, None)
+        done = self.inflight.wait(stream)
+        if kept:
+            done = (done or WriteResult()).add(self._post(kept))
+        return done
+
+    def _post(self, addresses: list[Address]) -> WriteResult:
         emails = [value for channel, value in addresses if channel == "email"]
         phones = [value for channel, value in addresses if channel == "phone"]
         return self.client.add_optouts(emails, phones)
@@ -49,6 +74,7 @@ class CheckMarketDestination(Destination):
         return self.client.stats.as_dict()
 
     def close(self) -> None:
+        self.inflight.close()
         self.client.close()
 
 
@@ -62,7 +88,7 @@ class SlickTextDestination(Destination):
     def addresses(self, optout: OptOut) -> list[Address]:
         return [("phone", optout.phone)] if optout.phone else []
 
-    def send(self, addresses: list[Address]) -> WriteResult:
+    def send(self, addresses: list[Address], stream: str) -> WriteResult:
         return self.client.optout_numbers([value for _, value in addresses])
 
     def stats(self) -> dict[str, Any]:
@@ -93,6 +119,7 @@ class OptizmoDestination(Destination):
         self.bulk_threshold = bulk_threshold
         self.upload_timeout_seconds = upload_timeout_seconds
         self.poll_interval_seconds = poll_interval_seconds
+        self.spools: dict[str, Spool] = {}  # per stream: the email list's emails and MD5s
 
     def addresses(self, optout: OptOut) -> list[Address]:
         out: list[Address] = []
@@ -105,19 +132,49 @@ class OptizmoDestination(Destination):
             out.append(("sms", optizmo_wire.sms_digits(optout.phone)))
         return out
 
-    def send(self, addresses: list[Address]) -> WriteResult:
-        result = WriteResult()
-        # Emails and MD5s share the email list; the client sends MD5s in bulk (collect
-        # cannot carry them, 3.6) and emails per bulk_threshold.
+    def send(self, addresses: list[Address], stream: str) -> WriteResult:
+        # Emails and MD5s share the email list: kept until the batch ends, when their number
+        # decides between collect and a bulk upload (MD5s always go in bulk: collect cannot
+        # carry them, 3.6). SMS numbers are collected at once.
         email_values = [value for channel, value in addresses if channel in ("email", "md5")]
         numbers = [value for channel, value in addresses if channel == "sms"]
         if self.email_list_id and email_values:
-            result.add(self._write(self.email_list_id, email_values, "email"))
+            spool = self.spools.get(stream)
+            if spool is None:
+                spool = self.spools[stream] = Spool()
+            spool.add(email_values)
         if self.sms_list_id and numbers:
-            result.add(self._write(self.sms_list_id, numbers, "sms"))
-        return result
+            return self._write_list(self.sms_list_id, numbers, "sms")
+        return WriteResult()
 
-    def _write(self, list_id: str, values: list[str], channel: str) -> WriteResult:
+    def finish(self, stream: str) -> WriteResult | None:
+        spool = self.spools.pop(stream, None)
+        if spool is None or not self.email_list_id:
+            return None
+        with spool:
+            if spool.emails > self.bulk_threshold:  # the spool is the upload file itself
+                return self.client.upload_file(
+                    self.email_list_id,
+                    spool.file,
+                    spool.emails + spool.hashes,
+                    timeout_seconds=self.upload_timeout_seconds,
+                    poll_interval_seconds=self.poll_interval_seconds,
+                )
+            result = self._write_list(self.email_list_id, list(spool.values(md5=False)), "email")
+            if spool.hashes:
+                result.add(self._upload(spool.values(md5=True)))
+            return result
+
+    def _upload(self, values: Iterable[str]) -> WriteResult:
+        assert self.email_list_id is not None
+        return self.client.bulk_upload(
+            self.email_list_id,
+            values,
+            timeout_seconds=self.upload_timeout_seconds,
+            poll_interval_seconds=self.poll_interval_seconds,
+        )
+
+    def _write_list(self, list_id: str, values: list[str], channel: str) -> WriteResult:
         return self.client.write_optouts(
             list_id,
             values,
@@ -131,7 +188,43 @@ class OptizmoDestination(Destination):
         return self.client.stats.as_dict()
 
     def close(self) -> None:
+        for spool in self.spools.values():
+            spool.close()
+        self.spools.clear()
         self.client.close()
+
+
+class Spool:
+    """A batch's emails and MD5s for the Optizmo email list, on disk until the batch ends."""
+
+    def __init__(self) -> None:
+        self.file = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
+        self.emails = 0
+        self.hashes = 0
+
+    def add(self, values: list[str]) -> None:
+        hashes = sum(1 for value in values if optizmo_wire.is_md5(value))
+        self.hashes += hashes
+        self.emails += len(values) - hashes
+        self.file.write(("\n".join(values) + "\n").encode("utf-8"))
+
+    def values(self, md5: bool | None = None) -> Iterator[str]:
+        """Every value, or only the MD5s (True) or only the emails (False)."""
+        self.file.flush()
+        self.file.seek(0)
+        for raw in self.file:
+            value = raw.decode("utf-8").rstrip("\n")
+            if md5 is None or optizmo_wire.is_md5(value) == md5:
+                yield value
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _settings(config: Mapping[str, Any], name: str) -> dict[str, Any]:

@@ -3,7 +3,10 @@ sandbox port, own output folder), for the tests whose contract is Meltano's."""
 
 from __future__ import annotations
 
+import atexit
+import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -15,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Meltano's system folder (plugin venvs, run files) for this test process only: runs in
 # parallel sessions must not share `.meltano/run/`, and the tests leave `.meltano/` alone.
 SYS_DIR = Path(tempfile.mkdtemp(prefix="meltano-sys-"))
+atexit.register(shutil.rmtree, SYS_DIR, ignore_errors=True)  # plugin venvs: hundreds of MB
 
 
 def meltano_executable() -> str:
@@ -43,6 +47,7 @@ def sandbox_env(tmp_path: Path, sandbox_url: str, port: int | None = None) -> di
         "MELTANO_ENVIRONMENT": "sandbox",
         "OPTOUTS_SANDBOX_DIR": str(tmp_path / "sandbox-run"),
         "TARGET_JSONL_DESTINATION_PATH": str(tmp_path / "output"),
+        "TARGET_OPTOUTS_REJECTS_PATH": str(tmp_path / "output" / "rejects.jsonl"),
         "TAP_OPTOUTS_CHECKMARKET_BASE_URL": f"{sandbox_url}/checkmarket",
         "TAP_OPTOUTS_SLICKTEXT_BASE_URL": f"{sandbox_url}/slicktext",
         "TAP_OPTOUTS_OPTIZMO_BASE_URL": f"{sandbox_url}/optizmo",
@@ -71,17 +76,21 @@ def meltano(
     )
 
 
-_installed = False
+# The project's own plugins and target-jsonl; the third-party ones are installed by the tests
+# that need them (ensure_installed(env, "target-postgres", ...)).
+CORE_PLUGINS = ("tap-optouts", "target-optouts", "target-jsonl", "optouts-sandbox")
+_installed: set[str] = set()
 
 
-def ensure_installed(env: dict[str, Any]) -> None:
-    """`meltano install`, once per test session (plugin venvs live in .meltano/)."""
-    global _installed
-    if _installed:
+def ensure_installed(env: dict[str, Any], *plugins: str) -> None:
+    """`meltano install <plugins>` (default: CORE_PLUGINS), each plugin once per test session
+    (its venv lives in this process's MELTANO_SYS_DIR_ROOT)."""
+    wanted = [p for p in (plugins or CORE_PLUGINS) if p not in _installed]
+    if not wanted:
         return
-    result = meltano("install", env=env, timeout=600)
+    result = meltano("install", *wanted, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    _installed = True
+    _installed.update(wanted)
 
 
 def jsonl_lines(folder: Path) -> dict[str, int]:
@@ -92,3 +101,11 @@ def jsonl_lines(folder: Path) -> dict[str, int]:
         with path.open() as handle:
             counts[stream] = counts.get(stream, 0) + sum(1 for _ in handle)
     return counts
+
+
+def tap_summaries(output: str) -> list[dict[str, Any]]:
+    """The `tap-optouts summary json:` of each tap run in a Meltano command's log, in order."""
+    return [
+        json.loads(found)
+        for found in re.findall(r"tap-optouts summary json: (\{.*\})\s*$", output, re.M)
+    ]

@@ -34,6 +34,7 @@ from optouts_providers.http import (
     decode_json,
 )
 from optouts_providers.optizmo import wire
+from optouts_providers.progress import Transfer
 from optouts_providers.redact import register_secret
 from optouts_providers.results import WriteResult
 from optouts_providers.timeutil import parse_timestamp, to_rfc3339
@@ -99,15 +100,7 @@ class OptizmoClient:
 
     @property
     def stats(self) -> CallStats:
-        total = CallStats()
-        for part in (self.session.stats, self.collect_session.stats, self.storage.stats):
-            total.requests += part.requests
-            total.retries += part.retries
-            total.throttled_seconds += part.throttled_seconds
-            total.rate_limited += part.rate_limited
-            for status, count in part.by_status.items():
-                total.by_status[status] = total.by_status.get(status, 0) + count
-        return total
+        return CallStats.total((self.session.stats, self.collect_session.stats, self.storage.stats))
 
     def close(self) -> None:
         for session in (self.session, self.collect_session, self.storage):
@@ -149,16 +142,24 @@ class OptizmoClient:
         low, high = to_rfc3339(start), to_rfc3339(end)
         required = wire.file_columns(requested)
         consumed = 0
+        download = Transfer(logger, "optizmo download", list=list_id)
+        download.status("prepared")
         for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
-            response = self._wait_for_file(link, poll_interval_seconds, download_timeout_seconds)
+            response = self._wait_for_file(
+                link, poll_interval_seconds, download_timeout_seconds, download
+            )
             try:
                 # The link names one immutable file: after a cut-off, skip what was read.
-                for index, record in enumerate(self._records(response, link, list_id, required)):
+                rows = self._records(response, link, list_id, required, download)
+                for index, record in enumerate(rows):
                     if index < consumed:
                         continue
                     consumed += 1
                     if record is not None and low <= record["timestamp"] < high:
                         yield record
+                download.status(
+                    "done", bytes=download.bytes, rows=consumed, seconds=download.elapsed()
+                )
                 return
             except RetryableProviderError as exc:
                 if attempt == DOWNLOAD_ATTEMPTS:
@@ -168,7 +169,9 @@ class OptizmoClient:
             finally:
                 response.close()
 
-    def _wait_for_file(self, link: str, interval: float, timeout: float) -> requests.Response:
+    def _wait_for_file(
+        self, link: str, interval: float, timeout: float, progress: Transfer | None = None
+    ) -> requests.Response:
         """3.3: the link answers 404 until the file is ready. Poll with growing waits."""
         deadline = time.monotonic() + timeout
         wait = max(interval, 0.01)
@@ -177,9 +180,13 @@ class OptizmoClient:
             response = self.storage.request_unauthenticated("GET", link, ok=(404,), stream=True)
             polls += 1
             if response.status_code != 404:
+                if progress is not None:
+                    progress.status("ready", polls=polls, seconds=progress.elapsed())
                 return response
             response.close()
             remaining = deadline - time.monotonic()
+            if progress is not None and remaining > 0:
+                progress.poll("waiting", next_poll_seconds=min(wait, remaining))
             if remaining <= 0:
                 raise ProviderError(
                     wire.PROVIDER,
@@ -193,10 +200,15 @@ class OptizmoClient:
             wait = min(wait * POLL_GROWTH, MAX_POLL_WAIT)
 
     def _records(
-        self, response: requests.Response, link: str, list_id: str, required: list[str]
+        self,
+        response: requests.Response,
+        link: str,
+        list_id: str,
+        required: list[str],
+        progress: Transfer | None = None,
     ) -> Iterator[dict[str, Any] | None]:
         """One item per data row of the file (None for a row without any address)."""
-        for text in _csv_texts(response, link):
+        for text in _csv_texts(response, link, progress):
             reader = csv.reader(text)
             rows = _RowReader(next(reader, None), required, link)
             for row in reader:
@@ -232,12 +244,38 @@ class OptizmoClient:
         """
         with tempfile.TemporaryFile() as spool:
             count, suspects = _spool(lines, spool)
-            if count == 0:
-                return WriteResult()
-            size = spool.tell()
-            reference = self._upload(list_id, spool, size)
-        status = self._wait_for_import(reference, timeout_seconds, poll_interval_seconds)
-        return _import_result(reference, status, count, suspects)
+            return self.upload_file(
+                list_id,
+                spool,
+                count,
+                suspects=lambda: suspects,
+                timeout_seconds=timeout_seconds,
+                poll_interval_seconds=poll_interval_seconds,
+            )
+
+    def upload_file(
+        self,
+        list_id: str,
+        spool: IO[bytes],
+        count: int,
+        *,
+        suspects: Callable[[], list[str]] | None = None,
+        timeout_seconds: float = 900.0,
+        poll_interval_seconds: float = 2.0,
+    ) -> WriteResult:
+        """`bulk_upload` of a file the caller has written: `count` lines, each one normalised
+        email or MD5 and `\\n`. When Optizmo finds malformed lines, they are looked for in
+        the file (`wire.valid_upload_entry`) unless `suspects` names them."""
+        if count == 0:
+            return WriteResult()
+        spool.flush()
+        size = spool.seek(0, io.SEEK_END)
+        upload = Transfer(logger, "optizmo upload", list=list_id)
+        upload.status("spooled", lines=count, bytes=size)
+        reference = self._upload(list_id, spool, size)
+        upload.status("uploaded", import_reference=reference, bytes=size)
+        status = self._wait_for_import(reference, timeout_seconds, poll_interval_seconds, upload)
+        return _import_result(reference, status, count, suspects or (lambda: _suspects(spool)))
 
     def write_optouts(
         self,
@@ -352,7 +390,9 @@ class OptizmoClient:
             return response.status_code
         raise AssertionError("unreachable")
 
-    def _wait_for_import(self, reference: str, timeout: float, interval: float) -> dict[str, Any]:
+    def _wait_for_import(
+        self, reference: str, timeout: float, interval: float, progress: Transfer | None = None
+    ) -> dict[str, Any]:
         path = wire.UPLOAD_STATUS.format(ref=quote(reference, safe=""))
         deadline = time.monotonic() + timeout
         wait = max(interval, 0.01)
@@ -360,6 +400,16 @@ class OptizmoClient:
             status = self._json("GET", path)
             state = status.get("status")
             if state in wire.TERMINAL_STATUSES:
+                if progress is not None:
+                    progress.status(
+                        str(state),
+                        import_reference=reference,
+                        polls=progress.polls + 1,
+                        added=status.get("addedCount"),
+                        malformed=status.get("malformedCount"),
+                        submitted=status.get("submittedCount"),
+                        seconds=progress.elapsed(),
+                    )
                 status["_path"] = path
                 return status
             if state != wire.STATUS_RUNNING:
@@ -374,6 +424,10 @@ class OptizmoClient:
                     "/" + path,
                     200,
                     f"import {reference} still running after {timeout:g}s",
+                )
+            if progress is not None:
+                progress.poll(
+                    "running", import_reference=reference, next_poll_seconds=min(wait, remaining)
                 )
             self._sleep(min(wait, remaining))
             wait = min(wait * POLL_GROWTH, MAX_POLL_WAIT)
@@ -435,10 +489,17 @@ class _ChunkStream(io.RawIOBase):
         return size
 
 
-def _chunks(response: requests.Response, link: str) -> Iterator[bytes]:
+def _chunks(
+    response: requests.Response, link: str, progress: Transfer | None = None
+) -> Iterator[bytes]:
     """The body in chunks; a connection closed early is a retryable error, never an EOF."""
     try:
-        yield from response.iter_content(CHUNK_BYTES)
+        if progress is None:
+            yield from response.iter_content(CHUNK_BYTES)
+        else:
+            for chunk in response.iter_content(CHUNK_BYTES):
+                progress.received(len(chunk))
+                yield chunk
     except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
         raise RetryableProviderError(
             wire.PROVIDER,
@@ -449,9 +510,11 @@ def _chunks(response: requests.Response, link: str) -> Iterator[bytes]:
         ) from None
 
 
-def _csv_texts(response: requests.Response, link: str) -> Iterator[io.TextIOWrapper]:
+def _csv_texts(
+    response: requests.Response, link: str, progress: Transfer | None = None
+) -> Iterator[io.TextIOWrapper]:
     """6.4: a plain CSV, or a ZIP of CSVs told apart by its first bytes; text streams."""
-    chunks = _chunks(response, link)
+    chunks = _chunks(response, link, progress)
     head = b""
     for chunk in chunks:
         head += chunk
@@ -582,8 +645,21 @@ def _spool(lines: Iterable[str], spool: IO[bytes]) -> tuple[int, list[str]]:
     return count, suspects
 
 
+def _suspects(spool: IO[bytes]) -> list[str]:
+    """The lines of an uploaded file that Optizmo would find malformed (at most MAX_SUSPECTS)."""
+    spool.seek(0)
+    found: list[str] = []
+    for raw in spool:
+        value = raw.decode("utf-8", "replace").rstrip("\n")
+        if not wire.valid_upload_entry(value):
+            found.append(value)
+            if len(found) == MAX_SUSPECTS:
+                break
+    return found
+
+
 def _import_result(
-    reference: str, status: dict[str, Any], count: int, suspects: list[str]
+    reference: str, status: dict[str, Any], count: int, suspects: Callable[[], list[str]]
 ) -> WriteResult:
     path = status.get("_path", "")
     state = status.get("status")
@@ -601,7 +677,7 @@ def _import_result(
     malformed = int(status.get("malformedCount") or 0)
     submitted = int(status.get("submittedCount") or count)
     reason = f"malformed line (Optizmo import {reference})"
-    rejected = [(line, reason) for line in suspects[:malformed]]
+    rejected = [(line, reason) for line in suspects()[:malformed]] if malformed else []
     if malformed > len(rejected):
         rejected.append((f"<{malformed - len(rejected)} more lines>", reason))
     return WriteResult(

@@ -23,6 +23,7 @@ from optouts_providers.http import (
     ProviderSession,
     RetryPolicy,
     decode_json,
+    read_answer,
 )
 from optouts_providers.redact import register_secret
 from optouts_providers.results import WriteResult
@@ -31,9 +32,6 @@ from optouts_providers.timeutil import to_rfc3339
 
 logger = logging.getLogger("optouts.slicktext")
 
-# The new API counts requests per second on its side: pacing at exactly its limit lets network
-# jitter push a ninth request into some one-second span. Stay this share below it.
-PACING_MARGIN = 0.9
 # A 4xx that concerns one number (it goes to `rejected`); others (401, 403, 404) stop the job.
 PER_NUMBER_STATUSES = frozenset({400, 409, 422})
 
@@ -63,10 +61,10 @@ class _LegacyPaginator(_ItemsPaginator):
     """Until offset >= meta.total or an empty page (2.1: there is no next link)."""
 
     def _items(self, response: requests.Response) -> list[dict[str, Any]]:
-        return wire.legacy_page(decode_json(response))[0]
+        return read_answer(response, wire.legacy_page)[0]
 
     def has_more(self, response: requests.Response) -> bool:
-        items, total = wire.legacy_page(decode_json(response))
+        items, total = read_answer(response, wire.legacy_page)
         if not items:
             return False
         return total is None or self._value + len(items) < total
@@ -76,10 +74,10 @@ class _V2Paginator(_ItemsPaginator):
     """Until `pagingData.hasMore` is false or a short page (2.2: the page fields may be null)."""
 
     def _items(self, response: requests.Response) -> list[dict[str, Any]]:
-        return wire.v2_page(decode_json(response))[0]
+        return read_answer(response, wire.v2_page)[0]
 
     def has_more(self, response: requests.Response) -> bool:
-        data, has_more = wire.v2_page(decode_json(response))
+        data, has_more = read_answer(response, wire.v2_page)
         return has_more is not False and len(data) >= self.page_size
 
 
@@ -127,6 +125,7 @@ class SlickTextLegacyClient:
             wire.OPTED_OUT_AFTER: wire.lower_bound(start),
             wire.OPTED_OUT_BEFORE: wire.upper_bound(end),
         }
+        window = (to_rfc3339(start), to_rfc3339(end))
         paginator = _LegacyPaginator(start_value=0, page_size=self.page_size)
         while not paginator.finished:
             response = self.session.request(
@@ -134,9 +133,9 @@ class SlickTextLegacyClient:
                 wire.OPTOUTS_PATH,
                 params={**params, "limit": self.page_size, "offset": paginator.current_value},
             )
-            for item in wire.legacy_page(decode_json(response))[0]:
+            for item in read_answer(response, wire.legacy_page)[0]:
                 record = wire.legacy_record(item, start, end)
-                if _in_window(record, start, end):
+                if _in_window(record, window):
                     yield record
             paginator.advance(response)
 
@@ -191,7 +190,8 @@ class SlickTextV2Client:
             BearerTokenAuthenticator(token=api_key),
             timeout=timeout,
             retry=retry,
-            pacer=Pacer(requests_per_second=rate * PACING_MARGIN, headers=wire.RATE_HEADERS),
+            # Sliding windows anchored on answers (http.Pacer): the full rate, no 429s.
+            pacer=Pacer(requests_per_second=rate, headers=wire.RATE_HEADERS),
             default_headers={"Accept": "application/json"},
         )
 
@@ -228,16 +228,17 @@ class SlickTextV2Client:
                 path,
                 params={**filters, "limit": self.page_size, "offset": paginator.current_value},
             )
-            yield from wire.v2_page(decode_json(response))[0]
+            yield from read_answer(response, wire.v2_page)[0]
             paginator.advance(response)
 
     def iter_optouts(self, start: datetime, end: datetime) -> Iterator[dict[str, Any]]:
         """Unsubscribed, then blocked contacts whose status changed in [start, end). The API
         has no date filter (2.2): every opted-out contact is read, the window applied here."""
+        window = (to_rfc3339(start), to_rfc3339(end))
         for status in wire.OPTED_OUT_STATUSES:
             for contact in self._contacts(opt_in_status=status):
                 record = wire.v2_record(contact, start, end)
-                if _in_window(record, start, end):
+                if _in_window(record, window):
                     yield record
 
     def optout_numbers(self, numbers: list[str]) -> WriteResult:
@@ -289,9 +290,9 @@ class SlickTextV2Client:
         )
 
 
-def _in_window(record: dict[str, Any], start: datetime, end: datetime) -> bool:
+def _in_window(record: dict[str, Any], window: tuple[str, str]) -> bool:
     value = record.get("optOutDate")
-    return value is not None and to_rfc3339(start) <= value < to_rfc3339(end)
+    return value is not None and window[0] <= value < window[1]
 
 
 def _json_or_none(response: requests.Response) -> Any:

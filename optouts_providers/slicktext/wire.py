@@ -170,11 +170,62 @@ def _wall_shift(instant: datetime, hours: int) -> str:
 def _utc_or_none(wall: Any, start: datetime, end: datetime) -> str | None:
     if not wall:
         return None
-    return to_rfc3339(pacific_in_window(str(wall), start, end))
+    text = str(wall)
+    return wall_to_rfc3339(text) or to_rfc3339(pacific_in_window(text, start, end))
 
 
 def _utc(wall: Any) -> str | None:
-    return to_rfc3339(pacific_to_utc(str(wall))) if wall else None
+    if not wall:
+        return None
+    text = str(wall)
+    return wall_to_rfc3339(text) or to_rfc3339(pacific_to_utc(text))
+
+
+def wall_to_rfc3339(wall: str) -> str | None:
+    """`to_rfc3339` of a `YYYY-MM-DD HH:MM:SS` Pacific wall time whose hour is neither
+    repeated nor skipped (the offset of each wall hour is looked up once); None otherwise, and
+    the caller takes the exact path. Records carry several such times: this is their cost."""
+    if (
+        len(wall) != 19
+        or wall[10] != " "
+        or wall[4] != "-"
+        or wall[7] != "-"
+        or wall[13] != ":"
+        or wall[16] != ":"
+        or wall[0] == "0"
+    ):
+        return None
+    hour = wall[:13]
+    offset = _WALL_HOUR_OFFSETS.get(hour, False)
+    if offset is False:
+        offset = _wall_hour_offset(hour)
+    if offset is None:
+        return None
+    try:
+        local = datetime.fromisoformat(wall)
+    except ValueError:
+        return None
+    return (local - offset).isoformat() + ".000000Z"
+
+
+def _wall_hour_offset(hour: str) -> timedelta | None:
+    """The UTC offset of a Pacific wall hour `YYYY-MM-DD HH`; None when it is repeated or
+    skipped (both folds differ) or not a time."""
+    if len(_WALL_HOUR_OFFSETS) >= 100_000:
+        _WALL_HOUR_OFFSETS.clear()
+    try:
+        local = datetime.fromisoformat(hour + ":00:00")
+    except ValueError:
+        offset = None
+    else:
+        first = local.replace(tzinfo=PACIFIC, fold=0).utcoffset()
+        second = local.replace(tzinfo=PACIFIC, fold=1).utcoffset()
+        offset = first if first == second else None
+    _WALL_HOUR_OFFSETS[hour] = offset
+    return offset
+
+
+_WALL_HOUR_OFFSETS: dict[str, timedelta | None] = {}
 
 
 def _text(value: Any) -> str | None:
@@ -262,20 +313,23 @@ def v2_record(contact: dict[str, Any], start: datetime, end: datetime) -> dict[s
 
 # -- envelopes ---------------------------------------------------------------------------
 def legacy_page(body: Any) -> tuple[list[dict[str, Any]], int | None]:
-    """(items, meta.total) of a legacy `GET optouts` answer."""
-    if not isinstance(body, dict):
-        return [], None
+    """(items, meta.total) of a legacy `GET optouts` answer; ValueError for another shape (a
+    page read as empty would end the listing early and lose the rest)."""
+    items = body.get("optOuts") if isinstance(body, dict) else None
+    if not isinstance(items, list):
+        raise ValueError("not an opt-out list: no optOuts array")
     total = (body.get("meta") or {}).get("total")
-    return list(body.get("optOuts") or []), int(total) if total is not None else None
+    return items, int(total) if total is not None else None
 
 
 def v2_page(body: Any) -> tuple[list[dict[str, Any]], bool | None]:
-    """(data, pagingData.hasMore) of a new-API list answer."""
-    if not isinstance(body, dict):
-        return [], None
+    """(data, pagingData.hasMore) of a new-API list answer; ValueError for another shape."""
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list):
+        raise ValueError("not a contact list: no data array")
     paging = body.get("pagingData") or {}
     has_more = paging.get("hasMore")
-    return list(body.get("data") or []), None if has_more is None else bool(has_more)
+    return data, None if has_more is None else bool(has_more)
 
 
 def v2_paging_data(offset: int, limit: int, returned: int, total: int) -> dict[str, Any]:

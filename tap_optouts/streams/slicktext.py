@@ -13,6 +13,8 @@ if t.TYPE_CHECKING:
     from singer_sdk import Tap
     from singer_sdk.helpers.types import Context
 
+    from optouts_providers.http import CallStats
+
 
 class SlickTextOptoutsStream(OptoutsStream):
     """Opt-outs from the legacy API (public and private key) or the new API (API key)."""
@@ -35,8 +37,12 @@ class SlickTextOptoutsStream(OptoutsStream):
         self, context: Context | None, start: datetime, end: datetime
     ) -> t.Iterator[dict[str, t.Any]]:
         client = slicktext_client_from_config(self.provider_config, **http_options(self.config))
+        self._client = client
         try:
             yield from client.iter_optouts(start, end)
         finally:
-            self.logger.info("%s: %s", self.name, client.stats.as_dict())
             client.close()
+
+    def client_stats(self) -> CallStats | None:
+        client = getattr(self, "_client", None)
+        return client.stats if client is not None else None

@@ -1,0 +1,244 @@
+"""The fast paths of issue 5 do what the slow ones do: the tap's RECORD lines and state against
+the SDK's own path, the validator's first check against fastjsonschema, the one-pass email
+rule against the rule-by-rule one, Pacific wall times against the exact conversion, the
+sandbox's one-pass upload reading against the line-by-line one, and the bounded memory of
+what a destination has written."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import fastjsonschema
+import msgspec
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from singer_sdk import Stream
+
+from optouts_providers.optizmo import wire as optizmo_wire
+from optouts_providers.slicktext import wire as slicktext_wire
+from optouts_providers.timeutil import pacific_to_utc, to_rfc3339
+from optouts_sandbox.optizmo import _parse_upload
+from tap_optouts import fastpath
+from tap_optouts.tap import TapOptouts
+from target_optouts.normalize import _VALID_EMAIL, email_problem
+from target_optouts.seen import SeenAddresses
+from target_optouts.validation import struct_for
+from tests.sandbox_support import running_sandbox, tap_config
+from tests.test_target_support import run_target, stream_messages, target_config
+
+SCHEMAS = Path(__file__).resolve().parent.parent / "tap_optouts" / "schemas"
+
+
+def run_tap(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The tap in this process; its messages (stdout as bytes, as the writers need it)."""
+    out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    with contextlib.redirect_stdout(out):
+        TapOptouts(config=config).sync_all()
+        out.flush()
+        data = out.buffer.getvalue()  # type: ignore[attr-defined]
+    return [json.loads(line) for line in data.splitlines()]
+
+
+def test_tap_records_and_state_are_the_sdks(monkeypatch):
+    with running_sandbox(size=600) as server:
+        config = tap_config(server, checkmarket={"survey_ids": [1001, 1002]})
+        fast = run_tap(config)
+        with monkeypatch.context() as m:
+            for name in (
+                "_write_record_message",
+                "_process_record",
+                "_increment_stream_state",
+                "_write_state_message",
+                "_finalize_state",
+                "_write_starting_replication_value",
+            ):
+                m.setattr(fastpath.FastSyncMixin, name, getattr(Stream, name))
+            m.setattr(fastpath.FastSyncMixin, "STATE_MSG_FREQUENCY", 10_000)
+            sdk = run_tap(config)
+
+    def records(messages: list[dict[str, Any]]) -> list[Any]:
+        return [(m["stream"], m["record"]) for m in messages if m["type"] == "RECORD"]
+
+    assert records(fast) == records(sdk)
+    assert len(records(fast)) > 600
+    assert all("time_extracted" in m for m in fast if m["type"] == "RECORD")
+    fast_states = [m["value"] for m in fast if m["type"] == "STATE"]
+    sdk_states = [m["value"] for m in sdk if m["type"] == "STATE"]
+    assert fast_states[-1] == sdk_states[-1]
+    # One STATE per finished partition (2 surveys, 2 Optizmo lists) and stream.
+    assert len(fast_states) >= 4
+
+
+def test_a_record_the_schema_does_not_know_takes_the_sdks_path():
+    class Fake:
+        schema = {"properties": {"a": {"type": "string"}}, "additionalProperties": False}
+        name = "s"
+        stream_maps: list[Any] = []
+        mask: dict[Any, bool] = {}
+        _tap = type("T", (), {"message_writer": None})()
+
+    lines = fastpath.RecordLines(Fake())  # type: ignore[arg-type]
+    assert lines.plain is False  # no identity stream map: nothing goes the fast way
+    lines.plain = True
+    written: list[bytes] = []
+    lines.write_line = written.append
+    assert lines.write({"a": "x"}) is True
+    assert lines.write({"a": "x", "b": 1}) is False
+    assert json.loads(written[0])["record"] == {"a": "x"}
+
+
+VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.text(max_size=5),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["email", "n", "flag", "o", "a", "x", "z"]), VALUES))
+def test_the_first_check_accepts_nothing_fastjsonschema_refuses(record):
+    schema = {
+        "type": "object",
+        "properties": {
+            "email": {"type": ["string", "null"]},
+            "n": {"type": "integer"},
+            "flag": {"type": "boolean"},
+            "o": {"type": "object"},
+            "a": {"type": ["array", "null"]},
+            "x": {},
+        },
+        "required": ["n"],
+        "additionalProperties": False,
+    }
+    struct = struct_for(schema)
+    assert struct is not None
+    try:
+        msgspec.convert(record, struct)
+    except msgspec.ValidationError:
+        return
+    fastjsonschema.compile(schema, use_default=False, use_formats=False)(record)
+
+
+def test_schemas_the_first_check_does_not_understand_are_left_to_fastjsonschema():
+    for prop in ({"type": "number"}, {"type": "string", "enum": ["a"]}, {"properties": {}}):
+        assert struct_for({"type": "object", "properties": {"p": prop}}) is None
+    for name in ("checkmarket_optouts", "optizmo_optouts", "slicktext_optouts"):
+        schema = json.loads((SCHEMAS / f"{name}.json").read_text())
+        assert struct_for(schema) is not None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.text(alphabet="ab.-_@+!#'x0", max_size=30),
+        st.from_regex(r"[a-z0-9.+-]{1,70}@[a-z0-9-]{0,64}(\.[a-z0-9-]{0,64}){0,3}", fullmatch=True),
+        st.from_regex(r"[a-z]{1,10}@[a-z]{1,10}\.xn--[a-z0-9-]{0,62}", fullmatch=True),
+    )
+)
+def test_the_one_pass_email_rule_is_the_rule_by_rule_one(email):
+    assert (len(email) <= 254 and _VALID_EMAIL.fullmatch(email) is not None) == (
+        email_problem(email) is None
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=0, max_value=3 * 365 * 24 * 3600))
+def test_pacific_wall_times_convert_as_the_exact_path_does(seconds):
+    wall = (datetime(2025, 1, 1) + timedelta(seconds=seconds)).strftime("%Y-%m-%d %H:%M:%S")
+    fast = slicktext_wire.wall_to_rfc3339(wall)
+    exact = to_rfc3339(pacific_to_utc(wall))
+    assert fast is None or fast == exact
+    start, end = datetime(2020, 1, 1, tzinfo=UTC), datetime(2030, 1, 1, tzinfo=UTC)
+    assert slicktext_wire._utc_or_none(wall, start, end) == to_rfc3339(
+        slicktext_wire.pacific_in_window(wall, start, end)
+    )
+
+
+def test_repeated_and_skipped_hours_take_the_exact_path():
+    assert slicktext_wire.wall_to_rfc3339("2025-11-02 01:30:00") is None  # repeated
+    assert slicktext_wire.wall_to_rfc3339("2026-03-08 02:30:00") is None  # skipped
+    assert slicktext_wire.wall_to_rfc3339("2025-11-02 02:30:00") == "2025-11-02T10:30:00.000000Z"
+
+
+LINES = st.sampled_from(
+    [
+        "a@b.com",
+        "x.y@mail.example.co.uk",
+        "d41d8cd98f00b204e9800998ecf8427e",
+        "D41D8CD98F00B204E9800998ECF8427E",
+        "12015550123",
+        "bad",
+        " a@b.com",
+        "a@b.com\t",
+        "\xa0a@b.com",
+        "",
+        "a@b.com\r",
+        "1234567",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(LINES, max_size=8), st.sampled_from(["email", "sms"]), st.booleans())
+def test_the_sandbox_reads_an_upload_in_one_pass_as_line_by_line(lines, kind, final_newline):
+    text = "\n".join(lines) + ("\n" if final_newline else "")
+    entries, submitted = [], 0
+    for line in text.splitlines():
+        value = optizmo_wire.normalize(line)
+        if value:
+            submitted += 1
+            if optizmo_wire.valid_upload_entry(value, kind):
+                entries.append(value)
+    assert _parse_upload(text, kind) == (entries, submitted, submitted - len(entries))
+
+
+def test_what_was_written_is_remembered_within_a_generation():
+    seen = SeenAddresses(generation=3)
+    seen.update([("email", "a"), ("email", "b")])
+    assert ("email", "a") in seen and ("phone", "a") not in seen
+    seen.add(("phone", "a"))  # the newer generation is full: it becomes the older one
+    assert ("email", "a") in seen and ("phone", "a") in seen
+    seen.update([("email", "c"), ("email", "d"), ("email", "e")])
+    assert ("email", "a") not in seen and ("email", "e") in seen
+    assert len(seen) == 3
+
+
+def test_a_batch_file_line_that_is_not_json_is_rejected_and_the_rest_written(sandbox, tmp_path):
+    good = [{"contact": {"mail": f"batch.{i}@batch-tests.example.com"}} for i in range(3)]
+    path = tmp_path / "crm.jsonl"
+    path.write_bytes(b"".join(json.dumps(r).encode() + b"\n" for r in good[:2]) + b"{not json\n")
+    path.write_bytes(path.read_bytes() + json.dumps(good[2]).encode() + b"\n")
+    schema = {"type": "object", "properties": {"contact": {"type": "object"}}}
+    messages = stream_messages("crm_people", [], schema=schema)
+    messages.append(
+        {
+            "type": "BATCH",
+            "stream": "crm_people",
+            "encoding": {"format": "jsonl", "compression": "none"},
+            "manifest": [f"file://{path}"],
+        }
+    )
+    config = target_config(
+        sandbox,
+        ("checkmarket",),
+        rejects_path=str(tmp_path / "rejects.jsonl"),
+        stream_maps={"crm_people": {"email": "contact['mail']", "contact": None}},
+    )
+
+    run = run_target(config, messages)
+
+    assert run.error is None
+    assert run.counts("checkmarket")["written"] == 3  # the stream map applies to files too
+    rejected = [json.loads(line) for line in (tmp_path / "rejects.jsonl").read_text().splitlines()]
+    assert [r["reasons"][0].split(" (")[0] for r in rejected] == [
+        "line 3 of batch file 'crm.jsonl' is not JSON"
+    ]
