@@ -102,6 +102,10 @@ def default_order_key(row: Row) -> int:
     return (row.contact_id * 2654435761) % 2**32
 
 
+def _all_valid_emails(values: list[Any]) -> bool:
+    return all(type(v) is str for v in values) and all(map(_EMAIL.match, values))
+
+
 def valid_email(value: Any) -> bool:
     return isinstance(value, str) and bool(_EMAIL.match(value))
 
@@ -245,6 +249,23 @@ class CheckMarketEmulator(Emulator):
         self._store(row)
         return row
 
+    def _add_emails(self, emails: list[str], when: datetime) -> int:
+        """`_add` for each email (when in whole milliseconds), in one loop: POSTs carry
+        thousands."""
+        known, rows, next_id = self._by_email, self.rows, self._next_id
+        for email in emails:
+            lowered = email.lower()
+            if lowered in known:
+                continue
+            row = Row(next_id, when, email, None, None, None)
+            next_id += 1
+            rows.append(row)
+            known[lowered] = row
+        added = next_id - self._next_id
+        self._next_id = next_id
+        self._version += added
+        return added
+
     # -- the API ------------------------------------------------------------------------------
     def handle(self, request: Request) -> Response:
         master = request.header(wire.MASTER_KEY_HEADER)
@@ -342,16 +363,17 @@ class CheckMarketEmulator(Emulator):
             return self.error(request, 400, "EmailAddresses and PhoneNumbers must be arrays")
         if not emails and not phones:
             return self.error(request, 400, "No EmailAddresses or PhoneNumbers given")
-        for value in emails:
-            if not valid_email(value):
-                return self.error(request, 400, f"Invalid email address: {value!r}")
+        if not _all_valid_emails(emails):  # one pass for the whole list; then which one
+            for value in emails:
+                if not valid_email(value):
+                    return self.error(request, 400, f"Invalid email address: {value!r}")
         for value in phones:
             if not valid_phone(value):
                 return self.error(request, 400, f"Invalid phone number: {value!r}")
         now = self.clock.now()
         when = now.replace(microsecond=now.microsecond // 1000 * 1000)
         with self.lock:
-            emails_added = sum(self._add(e, None, when) is not None for e in emails)
+            emails_added = self._add_emails(emails, when)
             phones_added = sum(self._add(None, p, when) is not None for p in phones)
         data = {wire.EMAILS_ADDED_KEY: emails_added, wire.PHONES_ADDED_KEY: phones_added}
         return json_response(wire.envelope(data, now))

@@ -50,12 +50,15 @@ def _url(port: int) -> str:
 
 
 def serve(args: argparse.Namespace) -> int:
+    from optouts_providers.gctune import settle_gc
     from optouts_sandbox.server import Sandbox, SandboxHTTPServer
 
     only = [name.strip() for name in args.only.split(",") if name.strip()] or None
     sandbox = Sandbox(
         size=args.size, seed=args.seed, switches=_parse_switches(args.switch), only=only
     )
+    settle_gc()  # the seeded rows live as long as the process (see gctune)
+    sandbox.after_reseed = settle_gc
     server = SandboxHTTPServer(sandbox, "127.0.0.1", args.port)
     print(
         f"optouts-sandbox listening on {server.url} ({args.size} people, seed {args.seed}"

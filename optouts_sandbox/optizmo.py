@@ -24,6 +24,7 @@ from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -729,7 +730,7 @@ def _parse_upload(text: str, kind: str) -> tuple[list[str], int, int]:
     trimmed and lowercased, blank lines skipped. A file already in that form (what clients
     send) is read by one regular expression pass."""
     pattern = _VALID_SMS_LINES if kind == "sms" else _VALID_EMAIL_LINES
-    if text == text.lower() and not _NOT_PLAIN_LINES.search(text):
+    if text == text.lower() and _plain_lines(text):
         lines = text.split("\n")
         submitted = len(lines) - lines.count("")
         entries = pattern.findall(text)
@@ -744,14 +745,32 @@ def _parse_upload(text: str, kind: str) -> tuple[list[str], int, int]:
     return entries, submitted, submitted - len(entries)
 
 
+def _plain_lines(text: str) -> bool:
+    """True when every line ends with \\n alone and has no blanks around its value (what the
+    one-pass reading needs). ASCII text is checked with substring searches; other text by
+    the regular expression (slower)."""
+    if not text.isascii():
+        return not _NOT_PLAIN_LINES.search(text)
+    return not (
+        _ASCII_ODD_SPACE.search(text)
+        or " \n" in text
+        or "\n " in text
+        or text.startswith(" ")
+        or text.endswith(" ")
+    )
+
+
 def _anchored(*patterns: re.Pattern[str]) -> re.Pattern[str]:
-    """Whole lines matching any of `patterns` (their own ^...$ dropped)."""
+    """Whole lines matching any of `patterns` (their own ^...$ dropped), for lowercase text
+    (the patterns' own letters are lowercase)."""
     inner = "|".join(p.pattern.removeprefix("^").removesuffix("$") for p in patterns)
-    return re.compile(f"^(?:{inner})$", re.MULTILINE | re.IGNORECASE)
+    return re.compile(f"^(?:{inner})$", re.MULTILINE)
 
 
 _VALID_EMAIL_LINES = _anchored(wire.MD5_RE, wire.EMAIL_RE)
 _VALID_SMS_LINES = _anchored(wire.MD5_RE, wire.SMS_RE)
+# ASCII whitespace other than a space and \n.
+_ASCII_ODD_SPACE = re.compile(r"[\t\r\v\f\x1c-\x1f]")
 # What only the line-by-line reading handles: line ends other than \n, blanks around a value.
 _NOT_PLAIN_LINES = re.compile(
     r"[\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]|^[^\S\n]|[^\S\n]$", re.MULTILINE
@@ -766,18 +785,29 @@ def _file_columns(download: Download, fault: str | None) -> list[str]:
 
 
 def _csv_chunks(columns: list[str], rows: Iterator[list[str]]) -> Iterator[bytes]:
-    """The CSV file in pieces of about FILE_CHUNK bytes, made as they are sent."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    """The CSV file in pieces of about FILE_CHUNK bytes, made as they are sent. A row no
+    cell of which needs quoting (most) is joined by hand; any other is the csv module's."""
+    quoted = io.StringIO()
+    writer = csv.writer(quoted)
+    commas = len(columns) - 1
     writer.writerow(columns)
+    header = quoted.getvalue()
     while True:
-        writer.writerows(itertools.islice(rows, CSV_CHUNK_ROWS))
-        text = buffer.getvalue()
-        if not text:
+        lines = []
+        for cells in itertools.islice(rows, CSV_CHUNK_ROWS):
+            line = ",".join(cells)
+            if line.count(",") != commas or '"' in line or "\n" in line or "\r" in line:
+                quoted.seek(0)
+                quoted.truncate()
+                writer.writerow(cells)
+                line = quoted.getvalue()[:-2]  # less the "\r\n" the writer ends it with
+            lines.append(line)
+        if not lines:
+            if header:
+                yield header.encode("utf-8")
             return
-        buffer.seek(0)
-        buffer.truncate()
-        yield text.encode("utf-8")
+        yield (header + "\r\n".join(lines) + "\r\n").encode("utf-8")
+        header = ""
 
 
 def _selected(download: Download, lst: OptoutList, columns: list[str]) -> Iterator[list[str]]:
@@ -788,11 +818,17 @@ def _selected(download: Download, lst: OptoutList, columns: list[str]) -> Iterat
     low = _epoch_day(download.date_from) * DAY if download.date_from else None
     high = (_epoch_day(download.date_to) + 1) * DAY if download.date_to else None
     plains, ats, origins, hash_only = lst.plains, lst.ats, lst.origins, lst.hash_only
-    wanted = [(column, ORIGIN_FIELDS.get(column)) for column in columns]
+    # A row's cells picked from (plain, hashed, timestamp, *origin) in one call.
+    positions = {"plain": 0, "hashed": 1, "timestamp": 2}
+    positions.update({name: 3 + at for name, at in ORIGIN_FIELDS.items()})
+    pick = itemgetter(*(positions[column] for column in columns))
+    single = len(columns) == 1
     days: dict[int, str] = {}
     clock = _clock_times()
+    pending_visibility = bool(lst.visible_at)
+    md5 = hashlib.md5
     for index in range(download.limit):
-        if not lst.visible(index, download.prepared_at):
+        if pending_visibility and not lst.visible(index, download.prepared_at):
             continue
         origin = origins[index]
         if ("collected" if origin[0] else "imported") not in types:
@@ -803,21 +839,15 @@ def _selected(download: Download, lst: OptoutList, columns: list[str]) -> Iterat
         plain = plains[index]
         if domains and not (plain and wire.domain_matches(plain, domains)):
             continue
-        cells = []
-        for column, position in wanted:
-            if position is not None:
-                cells.append(origin[position])
-            elif column == "plain":
-                cells.append(plain)
-            elif column == "hashed":
-                cells.append(hash_only.get(index) or _md5(plain))
-            else:  # timestamp, wire.TIMESTAMP_FORMAT
-                day, second = divmod(at, DAY)
-                text = days.get(day)
-                if text is None:
-                    text = days[day] = date.fromordinal(EPOCH_ORDINAL + day).isoformat()
-                cells.append(f"{text} {clock[second]}")
-        yield cells
+        hashed = hash_only.get(index) if hash_only and not plain else None
+        if hashed is None:
+            hashed = md5(plain.encode()).hexdigest()
+        day, second = divmod(at, DAY)  # the timestamp, wire.TIMESTAMP_FORMAT
+        text = days.get(day)
+        if text is None:
+            text = days[day] = date.fromordinal(EPOCH_ORDINAL + day).isoformat()
+        cells = pick((plain, hashed, f"{text} {clock[second]}", *origin))
+        yield [cells] if single else list(cells)
 
 
 DAY = 86_400

@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -83,6 +83,9 @@ class Sandbox:
         }
         self.reseed()
 
+    # Called after each (re)seeding; the `serve` command settles the collector there.
+    after_reseed: Callable[[], None] | None = None
+
     def reseed(self) -> None:
         if self.only is None:
             population = seeding.generate(self.size, self.seed_value)
@@ -98,6 +101,8 @@ class Sandbox:
                     else []
                 )
         self.limiter.reset()
+        if self.after_reseed is not None:
+            self.after_reseed()
         with self.stats_lock:
             self.stats.clear()
 

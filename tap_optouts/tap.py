@@ -7,6 +7,7 @@ import typing as t
 from singer_sdk import Tap
 from singer_sdk import typing as th
 
+from optouts_providers.gctune import settle_gc
 from optouts_providers.http import set_total_wait_budget
 from optouts_providers.redact import install_log_redaction, register_secret
 from optouts_providers.timeutil import utc_now
@@ -217,6 +218,7 @@ class TapOptouts(Tap):
         # The window's upper bound for every stream: fixed once, before the first request.
         self.sync_started_at = utc_now()
         self.optouts_summary = RunSummary()
+        settle_gc()
         status = "failed"
         try:
             super().sync_all()

@@ -27,7 +27,7 @@ from typing import Any
 
 from optouts_providers.redact import redact
 from optouts_providers.results import WriteResult
-from target_optouts.normalize import OptOut
+from target_optouts.normalize import OptOut, origin_provider
 from target_optouts.rejects import Rejects
 from target_optouts.seen import SeenAddresses
 
@@ -35,6 +35,8 @@ logger = logging.getLogger("target-optouts")
 
 # (channel, value): "email" / "phone" (E.164) / "md5" / "sms" (digits, no '+').
 Address = tuple[str, str]
+# Per channel, values in the order they came.
+Values = dict[str, list[str]]
 
 
 class DeliveryError(RuntimeError):
@@ -77,14 +79,21 @@ class Destination(abc.ABC):
     def name(self) -> str:
         return self.provider
 
+    @property
     @abc.abstractmethod
+    def channels(self) -> list[tuple[str, Callable[[OptOut], str | None]]]:
+        """What this destination carries: each channel with what reads its value from an
+        opt-out (None: nothing for this channel)."""
+
     def addresses(self, optout: OptOut) -> list[Address]:
         """What of this opt-out the destination can carry (empty: nothing)."""
+        return [(channel, v) for channel, get in self.channels if (v := get(optout)) is not None]
 
     @abc.abstractmethod
-    def send(self, addresses: list[Address], stream: str) -> WriteResult:
-        """Write the addresses; return only once the provider accepted them. Some may be kept
-        back, for this stream, until `finish` (the result covers what was written)."""
+    def send(self, values: Values, stream: str) -> WriteResult:
+        """Write new values (per channel); return only once the provider accepted them. Some
+        may be kept back, for this stream, until `finish` (the result covers what was
+        written)."""
 
     def finish(self, stream: str) -> WriteResult | None:
         """Write what `send` kept back for this stream; None when nothing was."""
@@ -105,18 +114,19 @@ class Destination(abc.ABC):
     def feed(self, stream: str, optouts: Iterable[OptOut]) -> None:
         """Write a part of a batch (`send` may keep some back until `complete`)."""
         with self.lock:
-            pending = self._select(optouts)
+            pending = self._select(list(optouts))
             if not pending:
                 return
+            count = sum(map(len, pending.values()))
             if self.dry_run:
-                self.counts.would_write += len(pending)
-                self.done.update(pending)
-                return
-            self.counts.sent += len(pending)
-            what = f"writing {len(pending)} opt-out addresses"
-            result = self._write(stream, what, lambda: self.send(list(pending), stream))
-            self._count(stream, result)
-            self.done.update(pending)
+                self.counts.would_write += count
+            else:
+                self.counts.sent += count
+                what = f"writing {count} opt-out addresses"
+                result = self._write(stream, what, lambda: self.send(pending, stream))
+                self._count(stream, result)
+            for channel, values in pending.items():
+                self.done.extend(channel, values)
 
     def complete(self, stream: str) -> None:
         """Write what the batch's parts kept back; return once the provider accepted it."""
@@ -143,23 +153,55 @@ class Destination(abc.ABC):
         for value, reason in result.rejected:
             self.rejects.refused(stream, self.name, value, reason)
 
-    def _select(self, optouts: Iterable[OptOut]) -> dict[Address, OptOut]:
-        pending: dict[Address, OptOut] = {}
-        for optout in optouts:
-            self.counts.received += 1
-            if self.skip_origin and optout.origin == self.provider:
-                self.counts.skipped_origin += 1
-                continue
-            wanted = self.addresses(optout)
-            if not wanted:
-                self.counts.skipped_channel += 1
-                continue
-            new = [a for a in wanted if a not in self.done and a not in pending]
-            if not new:
-                self.counts.duplicate += 1
-                continue
-            for address in new:
-                pending[address] = optout
+    def _select(self, optouts: list[OptOut]) -> Values:
+        """The values to write, per channel: each opt-out's, less its origin's (skip_origin),
+        what this destination cannot carry and what it already wrote (or will, from an
+        earlier opt-out of the part). Counted per opt-out. A part is read a channel at a time
+        (the values of a channel in one pass), not an opt-out at a time: this runs for every
+        opt-out and destination."""
+        counts = self.counts
+        counts.received += len(optouts)
+        if self.skip_origin and optouts:
+            own = {s for s in {o.stream for o in optouts} if origin_provider(s) == self.provider}
+            if own:
+                kept = [o for o in optouts if o.stream not in own]
+                counts.skipped_origin += len(optouts) - len(kept)
+                optouts = kept
+        columns = [
+            (channel, values)
+            for channel, get in self.channels
+            if any(values := list(map(get, optouts)))
+        ]
+        if len(columns) == 1:  # the common case: one value (at most) per opt-out
+            channel, values = columns[0]
+            present = values if None not in values else [v for v in values if v is not None]
+            newer, older = self.done.known(channel)
+            if newer or older:
+                present = [v for v in present if v not in newer and v not in older]
+            picked = list(dict.fromkeys(present))  # the first of each, in order
+            counts.skipped_channel += len(optouts) - len(values) + values.count(None)
+            counts.duplicate += len(values) - values.count(None) - len(picked)
+            return {channel: picked} if picked else {}
+        carried: set[int] = set()  # opt-outs with a value for some channel
+        fresh: set[int] = set()  # ... and with a value not written before
+        pending: Values = {}
+        for channel, values in columns:
+            newer, older = self.done.known(channel)
+            picked: list[str] = []
+            chosen: set[str] = set()
+            for index, value in enumerate(values):
+                if value is None:
+                    continue
+                carried.add(index)
+                if value in newer or value in older or value in chosen:
+                    continue
+                chosen.add(value)
+                picked.append(value)
+                fresh.add(index)
+            if picked:
+                pending[channel] = picked
+        counts.skipped_channel += len(optouts) - len(carried)
+        counts.duplicate += len(carried) - len(fresh)
         return pending
 
 

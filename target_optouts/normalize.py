@@ -40,15 +40,11 @@ _MD5 = re.compile(r"^[0-9a-fA-F]{32}$")
 # Digits that may start with a country code: 11+ digits, so that a mistyped 10-digit
 # national number is not read as some other country's number.
 _DIGITS = re.compile(r"^\d{11,15}$")
-# Every rule of normalize_email at once, for the addresses that pass (most): the step-by-step
-# checks then run only to name what is wrong. The same rules: local part of 1-64 characters,
-# labels of 1-63 letters, digits and inner hyphens, at least two, the last a TLD.
+# A domain's rules at once: labels of 1-63 letters, digits and inner hyphens, at least two,
+# the last a TLD.
 _LABEL_TEXT = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-_VALID_EMAIL = re.compile(
-    r"(?=[^@]{1,64}@)"
-    r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    rf"@(?:{_LABEL_TEXT}\.)+"
-    rf"(?={_LABEL_TEXT}\Z)(?:[a-z]{{2,63}}|xn--[a-z0-9-]{{1,59}})"
+_VALID_DOMAIN = re.compile(
+    rf"(?:{_LABEL_TEXT}\.)+(?={_LABEL_TEXT}\Z)(?:[a-z]{{2,63}}|xn--[a-z0-9-]{{1,59}})"
 )
 ADDRESS_FIELDS = frozenset((*EMAIL_FIELDS, *PHONE_FIELDS, PLAIN_FIELD, HASH_FIELD))
 
@@ -92,12 +88,31 @@ def normalize_email(value: object) -> str:
     if not isinstance(value, str):
         raise ValueError(f"not a string ({type(value).__name__})")
     email = value.strip().lower()
-    if len(email) <= MAX_EMAIL_LENGTH and _VALID_EMAIL.fullmatch(email):
+    if passes_email_rules(email):
         return email
     problem = email_problem(email)
     if problem is not None:
         raise ValueError(problem)
     return email
+
+
+def passes_email_rules(email: str) -> bool:
+    """Every rule of `email_problem` at once, for a trimmed, lowercased address (most pass;
+    `email_problem` then only names what is wrong)."""
+    local, at, domain = email.rpartition("@")
+    return bool(
+        at
+        and len(email) <= MAX_EMAIL_LENGTH
+        and len(local) <= MAX_LOCAL_LENGTH
+        and _valid_domain(domain)
+        and _LOCAL.fullmatch(local)
+    )
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _valid_domain(domain: str) -> bool:
+    """The domain rules of `email_problem`, remembered per domain (addresses share a few)."""
+    return _VALID_DOMAIN.fullmatch(domain) is not None
 
 
 def email_problem(email: str) -> str | None:
@@ -149,14 +164,11 @@ def normalize_md5(value: object) -> str:
     return value.strip().lower()
 
 
-def _first(
-    record: dict[str, Any], names: tuple[str, ...], fields: set[str]
-) -> tuple[str, Any] | None:
+def _first(record: dict[str, Any], names: tuple[str, ...]) -> tuple[str, Any] | None:
     for name in names:
-        if name in fields:
-            value = record[name]
-            if _present(value):
-                return name, value
+        value = record.get(name)
+        if value is not None and _present(value):
+            return name, value
     return None
 
 
@@ -164,20 +176,49 @@ def _present(value: Any) -> bool:
     return value is not None and not (isinstance(value, str) and not value.strip())
 
 
-def normalize_record(record: Any, stream: str, region: str = "US") -> Normalised:
-    """Read one record's opt-out. Never raises: what cannot be used becomes a reason."""
+# The email fields and phone fields records have, in rule order, and whether they have any
+# address field.
+Layout = tuple[tuple[str, ...], tuple[str, ...], bool]
+
+
+def schema_layout(schema: dict[str, Any]) -> Layout | None:
+    """The layout of every record a closed schema (no additional properties) accepts, for
+    records validated against it; None for an open schema."""
+    properties = schema.get("properties")
+    if schema.get("additionalProperties", True) is not False or not isinstance(properties, dict):
+        return None
+    return _layout(tuple(properties))
+
+
+@functools.lru_cache(maxsize=256)
+def _layout(keys: tuple[str, ...]) -> Layout:
+    """The layout of records with these keys (a stream's records share them)."""
+    present = ADDRESS_FIELDS.intersection(keys)
+    return (
+        tuple(name for name in EMAIL_FIELDS if name in present),
+        tuple(name for name in PHONE_FIELDS if name in present),
+        bool(present),
+    )
+
+
+def normalize_record(
+    record: Any, stream: str, region: str = "US", layout: Layout | None = None
+) -> Normalised:
+    """Read one record's opt-out. Never raises: what cannot be used becomes a reason.
+    `layout`: the record's schema's (`schema_layout`), when the record is valid against it."""
     if not isinstance(record, dict):
         return Normalised(None, [f"record is not an object ({type(record).__name__})"])
     reasons: list[str] = []
-    fields = ADDRESS_FIELDS.intersection(record)  # the few address fields the record has
-    if not fields:
+    email_names, phone_names, any_field = layout or _layout(tuple(record))
+    if not any_field:
         return Normalised(None, ["no email, phone or MD5 field"])
-    email_field = _first(record, EMAIL_FIELDS, fields)
-    phone_field = _first(record, PHONE_FIELDS, fields)
+    email_field = _first(record, email_names) if email_names else None
+    phone_field = _first(record, phone_names) if phone_names else None
     plain = record.get(PLAIN_FIELD)
     hashed_field: tuple[str, Any] | None = None
-    if HASH_FIELD in fields and _present(record[HASH_FIELD]):
-        hashed_field = (HASH_FIELD, record[HASH_FIELD])
+    hashed = record.get(HASH_FIELD)
+    if hashed is not None and _present(hashed):
+        hashed_field = (HASH_FIELD, hashed)
     if _present(plain):
         if isinstance(plain, str) and "@" in plain:
             email_field = email_field or (PLAIN_FIELD, plain)

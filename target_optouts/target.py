@@ -30,6 +30,7 @@ from singer_sdk.exceptions import (
     RecordsWithoutSchemaException,
 )
 
+from optouts_providers.gctune import settle_gc
 from optouts_providers.http import set_total_wait_budget
 from optouts_providers.redact import install_log_redaction, redact, register_secret
 from target_optouts.destinations import Destinations
@@ -50,6 +51,10 @@ SUMMARY_FIELDS = (
 )
 # From the destination's client (http.CallStats): the time spent throttled and the retries.
 CALL_FIELDS = ("requests", "retries", "rate_limited", "throttled_seconds", "retry_wait_seconds")
+
+
+class BatchFileError(RuntimeError):
+    """A BATCH message's file could not be read."""
 
 
 class TargetOptouts(FastRecordMixin, Target):
@@ -78,6 +83,7 @@ class TargetOptouts(FastRecordMixin, Target):
         self.summary: dict[str, t.Any] | None = None
         self.emitted_states: list[dict[str, t.Any]] = []
         self.reader.on_invalid = self.rejects.invalid_line
+        settle_gc()
 
     @property
     def reader(self) -> OptoutsReader:
@@ -156,8 +162,17 @@ class TargetOptouts(FastRecordMixin, Target):
             return
         try:
             super()._process_batch_message(message_dict)
-        except (KeyError, TypeError, ValueError, OSError) as exc:
-            # Unreadable files or encodings; a failed write is a DeliveryError and stops the run.
+        except OSError as exc:
+            # The message is sound but its opt-outs cannot be read (a file gone, storage
+            # down): going on would acknowledge them unwritten. Stop, with no STATE after.
+            raise BatchFileError(
+                f"target-optouts: a batch file of stream {message_dict['stream']!r} could not "
+                f"be read ({redact(exc)}); its opt-outs are not acknowledged (no STATE covers "
+                "them): run the tap again from the last STATE"
+            ) from None
+        except (KeyError, TypeError, ValueError) as exc:
+            # An encoding this target cannot read; a failed write is a DeliveryError and
+            # stops the run.
             self.reader.reject_current(f"an unusable BATCH message ({exc!r})"[:500])
 
     def _known_stream(self, message_dict: dict) -> bool:

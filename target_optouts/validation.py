@@ -40,6 +40,17 @@ class FastJSONSchemaValidator(BaseJSONSchemaValidator):
         except fastjsonschema.JsonSchemaDefinitionException as exc:
             raise InvalidJSONSchema(f"Schema Validation Error: {exc}") from exc
         self.struct = struct_for(schema)
+        self._many = list[self.struct] if self.struct is not None else None  # type: ignore[name-defined]
+
+    def all_valid(self, records: list[Any]) -> bool:
+        """True when every record is valid (checked in one call); False: check one by one."""
+        if self._many is None:
+            return False
+        try:
+            msgspec.convert(records, self._many)
+        except msgspec.ValidationError:
+            return False
+        return True
 
     def validate(self, record: dict[str, Any]) -> None:
         if self.struct is not None:

@@ -15,7 +15,9 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from functools import cached_property
+from operator import attrgetter
 from typing import Any
 
 from optouts_providers.checkmarket.client import CheckMarketClient
@@ -24,7 +26,7 @@ from optouts_providers.optizmo.client import OptizmoClient
 from optouts_providers.results import WriteResult
 from optouts_providers.slicktext.client import slicktext_client_from_config
 from tap_optouts.client import http_options
-from target_optouts.destinations import Address, Destination, Destinations
+from target_optouts.destinations import Destination, Destinations, Values
 from target_optouts.inflight import InFlight
 from target_optouts.normalize import OptOut
 from target_optouts.rejects import Rejects
@@ -36,39 +38,34 @@ class CheckMarketDestination(Destination):
     def __init__(self, client: CheckMarketClient, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.client = client
-        self.kept: dict[str, list[Address]] = {}  # per stream: less than one POST's worth
+        # Per stream: emails and phones, less than one POST's worth.
+        self.kept: dict[str, tuple[list[str], list[str]]] = {}
         self.inflight = InFlight("checkmarket-writes")
 
-    def addresses(self, optout: OptOut) -> list[Address]:
-        out: list[Address] = []
-        if optout.email:
-            out.append(("email", optout.email))
-        if optout.phone:
-            out.append(("phone", optout.phone))
-        return out
+    channels = [("email", attrgetter("email")), ("phone", attrgetter("phone"))]
 
-    def send(self, addresses: list[Address], stream: str) -> WriteResult:
-        kept = self.kept.pop(stream, [])
-        kept.extend(addresses)
-        whole = len(kept) - len(kept) % self.client.batch_size
-        if kept[whole:]:
-            self.kept[stream] = kept[whole:]
+    def send(self, values: Values, stream: str) -> WriteResult:
+        emails, phones = self.kept.pop(stream, ([], []))
+        emails.extend(values.get("email", ()))
+        phones.extend(values.get("phone", ()))
+        size = self.client.batch_size
+        whole = (len(emails) + len(phones)) // size * size
         if not whole:
+            self.kept[stream] = (emails, phones)
             return WriteResult()
-        ready = kept[:whole]
-        return self.inflight.submit(stream, lambda: self._post(ready))
+        # Full POSTs now (emails first), the rest kept for the next part or the batch's end.
+        ready = (emails[:whole], phones[: max(0, whole - len(emails))])
+        rest = (emails[whole:], phones[max(0, whole - len(emails)) :])
+        if rest[0] or rest[1]:
+            self.kept[stream] = rest
+        return self.inflight.submit(stream, lambda: self.client.add_optouts(*ready))
 
     def finish(self, stream: str) -> WriteResult | None:
         kept = self.kept.pop(stream, None)
         done = self.inflight.wait(stream)
-        if kept:
-            done = (done or WriteResult()).add(self._post(kept))
+        if kept and (kept[0] or kept[1]):
+            done = (done or WriteResult()).add(self.client.add_optouts(*kept))
         return done
-
-    def _post(self, addresses: list[Address]) -> WriteResult:
-        emails = [value for channel, value in addresses if channel == "email"]
-        phones = [value for channel, value in addresses if channel == "phone"]
-        return self.client.add_optouts(emails, phones)
 
     def stats(self) -> dict[str, Any]:
         return self.client.stats.as_dict()
@@ -85,11 +82,10 @@ class SlickTextDestination(Destination):
         super().__init__(**kwargs)
         self.client = client
 
-    def addresses(self, optout: OptOut) -> list[Address]:
-        return [("phone", optout.phone)] if optout.phone else []
+    channels = [("phone", attrgetter("phone"))]
 
-    def send(self, addresses: list[Address], stream: str) -> WriteResult:
-        return self.client.optout_numbers([value for _, value in addresses])
+    def send(self, values: Values, stream: str) -> WriteResult:
+        return self.client.optout_numbers(values.get("phone", []))
 
     def stats(self) -> dict[str, Any]:
         return self.client.stats.as_dict()
@@ -121,28 +117,27 @@ class OptizmoDestination(Destination):
         self.poll_interval_seconds = poll_interval_seconds
         self.spools: dict[str, Spool] = {}  # per stream: the email list's emails and MD5s
 
-    def addresses(self, optout: OptOut) -> list[Address]:
-        out: list[Address] = []
+    @cached_property
+    def channels(self) -> list[tuple[str, Callable[[OptOut], str | None]]]:
+        # An opt-out's MD5 is set only when it has no email and no phone (normalize.py).
+        out: list[tuple[str, Callable[[OptOut], str | None]]] = []
         if self.email_list_id:
-            if optout.email:
-                out.append(("email", optout.email))
-            elif optout.md5:
-                out.append(("md5", optout.md5))
-        if self.sms_list_id and optout.phone:
-            out.append(("sms", optizmo_wire.sms_digits(optout.phone)))
+            out += [("email", attrgetter("email")), ("md5", attrgetter("md5"))]
+        if self.sms_list_id:
+            out.append(("sms", _sms_digits))
         return out
 
-    def send(self, addresses: list[Address], stream: str) -> WriteResult:
+    def send(self, values: Values, stream: str) -> WriteResult:
         # Emails and MD5s share the email list: kept until the batch ends, when their number
         # decides between collect and a bulk upload (MD5s always go in bulk: collect cannot
         # carry them, 3.6). SMS numbers are collected at once.
-        email_values = [value for channel, value in addresses if channel in ("email", "md5")]
-        numbers = [value for channel, value in addresses if channel == "sms"]
-        if self.email_list_id and email_values:
+        emails, hashes = values.get("email", []), values.get("md5", [])
+        if self.email_list_id and (emails or hashes):
             spool = self.spools.get(stream)
             if spool is None:
                 spool = self.spools[stream] = Spool()
-            spool.add(email_values)
+            spool.add(emails, hashes)
+        numbers = values.get("sms")
         if self.sms_list_id and numbers:
             return self._write_list(self.sms_list_id, numbers, "sms")
         return WriteResult()
@@ -202,11 +197,12 @@ class Spool:
         self.emails = 0
         self.hashes = 0
 
-    def add(self, values: list[str]) -> None:
-        hashes = sum(1 for value in values if optizmo_wire.is_md5(value))
-        self.hashes += hashes
-        self.emails += len(values) - hashes
-        self.file.write(("\n".join(values) + "\n").encode("utf-8"))
+    def add(self, emails: list[str], hashes: list[str]) -> None:
+        self.emails += len(emails)
+        self.hashes += len(hashes)
+        for values in (emails, hashes):
+            if values:
+                self.file.write(("\n".join(values) + "\n").encode("utf-8"))
 
     def values(self, md5: bool | None = None) -> Iterator[str]:
         """Every value, or only the MD5s (True) or only the emails (False)."""
@@ -225,6 +221,10 @@ class Spool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _sms_digits(optout: OptOut) -> str | None:
+    return optizmo_wire.sms_digits(optout.phone) if optout.phone else None
 
 
 def _settings(config: Mapping[str, Any], name: str) -> dict[str, Any]:

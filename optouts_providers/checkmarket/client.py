@@ -67,6 +67,8 @@ def record_timestamp(value: str) -> str:
 def to_e164(phone: str) -> str:
     """A phone in E.164 when it parses as an international number; else as given (6.2)."""
     value = phone.strip()
+    if _E164.fullmatch(value):
+        return value  # already E.164: what parse-and-format would give back
     try:
         parsed = phonenumbers.parse(value, None)
     except phonenumbers.NumberParseException:
@@ -146,10 +148,8 @@ class CheckMarketClient:
     # -- write ----------------------------------------------------------------------------
     def add_optouts(self, emails: Sequence[str], phones: Sequence[str]) -> WriteResult:
         """Add opt-outs in batches of `batch_size`; invalid addresses end up in `rejected`."""
-        addresses = _unique(
-            [(wire.EMAILS_KEY, e.strip()) for e in emails if e and e.strip()]
-            + [(wire.PHONES_KEY, to_e164(p)) for p in phones if p and p.strip()]
-        )
+        addresses = [(wire.EMAILS_KEY, e) for e in _unique(emails, str.lower)]
+        addresses += [(wire.PHONES_KEY, p) for p in _unique(phones, None, to_e164)]
         result = WriteResult()
         for i in range(0, len(addresses), self.batch_size):
             result.add(self._post(addresses[i : i + self.batch_size]))
@@ -159,7 +159,11 @@ class CheckMarketClient:
         emails = [value for kind, value in batch if kind == wire.EMAILS_KEY]
         phones = [value for kind, value in batch if kind == wire.PHONES_KEY]
         response = self.session.request(
-            "POST", wire.ACCOUNT_OPTOUTS_PATH, json=wire.optouts_body(emails, phones), ok=(400,)
+            "POST",
+            wire.ACCOUNT_OPTOUTS_PATH,
+            data=_encode(wire.optouts_body(emails, phones)),
+            headers=JSON_BODY,
+            ok=(400,),
         )
         if response.status_code == 400:
             # The API refuses the whole batch for one bad address: split until isolated (6.2).
@@ -171,12 +175,25 @@ class CheckMarketClient:
         return WriteResult(written=added, already_present=max(0, len(batch) - added))
 
 
-def _unique(addresses: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    seen: set[tuple[str, str]] = set()
-    out = []
-    for kind, value in addresses:
-        key = (kind, value.lower())
-        if key not in seen:
-            seen.add(key)
-            out.append((kind, value))
-    return out
+JSON_BODY = {"Content-Type": "application/json"}
+_encode = msgspec.json.Encoder().encode
+_E164 = re.compile(r"\+[1-9]\d{6,14}")
+
+
+def _unique(
+    values: Sequence[str],
+    key: Callable[[str], str] | None,
+    convert: Callable[[str], str] | None = None,
+) -> list[str]:
+    """The non-empty values, trimmed (and converted), first of each key kept, in order."""
+    out: dict[str, str] = {}
+    for value in values:
+        if not value:
+            continue
+        value = value.strip()
+        if not value:
+            continue
+        if convert is not None:
+            value = convert(value)
+        out.setdefault(key(value) if key else value, value)
+    return list(out.values())
