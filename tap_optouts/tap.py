@@ -7,6 +7,7 @@ import typing as t
 from singer_sdk import Tap
 from singer_sdk import typing as th
 
+from optouts_providers import settings as shared
 from optouts_providers.gctune import settle_gc
 from optouts_providers.http import set_total_wait_budget
 from optouts_providers.redact import install_log_redaction, register_secret
@@ -48,48 +49,12 @@ class TapOptouts(Tap):
             description="Widen each incremental query this far before the bookmark, for "
             "opt-outs a provider records late. Never moves a stored bookmark back.",
         ),
-        th.Property(
-            "request_timeout_seconds",
-            th.NumberType,
-            default=60,
-            description="Read timeout of one HTTP request; a timeout is retried.",
-        ),
-        th.Property(
-            "max_retry_wait_seconds",
-            th.NumberType,
-            default=900,
-            description="Longest total time one request may spend waiting on retries and "
-            "rate limits before the sync fails.",
-        ),
-        th.Property(
-            "max_total_wait_seconds",
-            th.NumberType,
-            default=3600,
-            description="Longest time the whole sync may spend waiting on providers' "
-            "failures and throttling (retry waits, Retry-After, spent rate-limit windows; "
-            "steady pacing excluded) before it fails.",
-        ),
+        *shared.http_waits("sync"),
         th.Property(
             "checkmarket",
             th.ObjectType(
-                th.Property(
-                    "base_url",
-                    th.StringType,
-                    default="https://api-eu.agileresearch.medallia.com",
-                    description="API host of the account's region (api-eu, api-us, api-ca).",
-                ),
-                th.Property(
-                    "master_key",
-                    th.StringType,
-                    secret=True,
-                    description="X-Master-Key: the account's master key.",
-                ),
-                th.Property(
-                    "key",
-                    th.StringType,
-                    secret=True,
-                    description="X-Key: a key with the Contacts (read) role.",
-                ),
+                shared.checkmarket_base_url(),
+                *shared.checkmarket_keys("read"),
                 th.Property(
                     "survey_ids",
                     th.ArrayType(th.IntegerType),
@@ -105,32 +70,9 @@ class TapOptouts(Tap):
         th.Property(
             "slicktext",
             th.ObjectType(
-                th.Property(
-                    "base_url",
-                    th.StringType,
-                    description="Default: https://api.slicktext.com/v1 (legacy keys) or "
-                    "https://dev.slicktext.com/v1 (new-API key).",
-                ),
-                th.Property(
-                    "public_key",
-                    th.StringType,
-                    secret=True,
-                    description="Legacy API public key (pub_...).",
-                ),
-                th.Property(
-                    "private_key", th.StringType, secret=True, description="Legacy API private key."
-                ),
-                th.Property(
-                    "api_key",
-                    th.StringType,
-                    secret=True,
-                    description="New API key (accounts created from 22 Jan 2025).",
-                ),
-                th.Property(
-                    "brand_id",
-                    th.IntegerType,
-                    description="New API brand id (read from GET /brands when unset).",
-                ),
+                shared.slicktext_base_url(),
+                *shared.slicktext_legacy_keys(),
+                *shared.slicktext_new_api(),
                 th.Property(
                     "page_size",
                     th.IntegerType,
@@ -143,18 +85,8 @@ class TapOptouts(Tap):
         th.Property(
             "optizmo",
             th.ObjectType(
-                th.Property(
-                    "base_url",
-                    th.StringType,
-                    default="https://api.optizmo.com",
-                    description="SUPPRESS API host.",
-                ),
-                th.Property(
-                    "api_key",
-                    th.StringType,
-                    secret=True,
-                    description="SUPPRESS API key (optizmo_api_...).",
-                ),
+                shared.optizmo_base_url(),
+                shared.optizmo_api_key(),
                 th.Property(
                     "list_ids",
                     th.ArrayType(th.StringType),
@@ -177,12 +109,7 @@ class TapOptouts(Tap):
                     th.StringType,
                     description="Only these root domains, comma separated.",
                 ),
-                th.Property(
-                    "poll_interval_seconds",
-                    th.NumberType,
-                    default=5,
-                    description="First wait between download polls (it grows).",
-                ),
+                shared.optizmo_poll_interval("download"),
                 th.Property(
                     "download_timeout_seconds",
                     th.NumberType,

@@ -6,6 +6,8 @@ from typing import Any
 
 from singer_sdk import typing as th
 
+from optouts_providers import settings as shared
+
 SECRET_SETTINGS = {
     "checkmarket": ("master_key", "key"),
     "slicktext": ("public_key", "private_key", "api_key"),
@@ -16,24 +18,8 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
     th.Property(
         "checkmarket",
         th.ObjectType(
-            th.Property(
-                "base_url",
-                th.StringType,
-                default="https://api-eu.agileresearch.medallia.com",
-                description="API host of the account's region (api-eu, api-us, api-ca).",
-            ),
-            th.Property(
-                "master_key",
-                th.StringType,
-                secret=True,
-                description="X-Master-Key: the account's master key.",
-            ),
-            th.Property(
-                "key",
-                th.StringType,
-                secret=True,
-                description="X-Key: a key with the Contacts (write) role.",
-            ),
+            shared.checkmarket_base_url(),
+            *shared.checkmarket_keys("write"),
             th.Property(
                 "batch_size",
                 th.IntegerType,
@@ -46,38 +32,15 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
     th.Property(
         "slicktext",
         th.ObjectType(
-            th.Property(
-                "base_url",
-                th.StringType,
-                description="Default: https://api.slicktext.com/v1 (legacy keys) or "
-                "https://dev.slicktext.com/v1 (new-API key).",
-            ),
-            th.Property(
-                "public_key",
-                th.StringType,
-                secret=True,
-                description="Legacy API public key (pub_...).",
-            ),
-            th.Property(
-                "private_key", th.StringType, secret=True, description="Legacy API private key."
-            ),
+            shared.slicktext_base_url(),
+            *shared.slicktext_legacy_keys(),
             th.Property(
                 "optout_action",
                 th.StringType,
                 default="OPTOUT",
                 description="Legacy API: the POST /contacts action that opts out.",
             ),
-            th.Property(
-                "api_key",
-                th.StringType,
-                secret=True,
-                description="New API key (accounts created from 22 Jan 2025).",
-            ),
-            th.Property(
-                "brand_id",
-                th.IntegerType,
-                description="New API brand id (read from GET /brands when unset).",
-            ),
+            *shared.slicktext_new_api(),
             th.Property(
                 "requests_per_second",
                 th.NumberType,
@@ -91,24 +54,14 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
     th.Property(
         "optizmo",
         th.ObjectType(
-            th.Property(
-                "base_url",
-                th.StringType,
-                default="https://api.optizmo.com",
-                description="SUPPRESS API host.",
-            ),
+            shared.optizmo_base_url(),
             th.Property(
                 "collect_base_url",
                 th.StringType,
                 default="https://collect.optoutsystem.com",
                 description="Collect API host (single opt-outs).",
             ),
-            th.Property(
-                "api_key",
-                th.StringType,
-                secret=True,
-                description="SUPPRESS API key (optizmo_api_...).",
-            ),
+            shared.optizmo_api_key(),
             th.Property(
                 "email_list_id",
                 th.StringType,
@@ -130,12 +83,7 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
                 default=900,
                 description="Give up on a bulk upload not processed after this long.",
             ),
-            th.Property(
-                "poll_interval_seconds",
-                th.NumberType,
-                default=5,
-                description="First wait between upload-status polls (it grows).",
-            ),
+            shared.optizmo_poll_interval("upload-status"),
         ),
         description="Optizmo SUPPRESS API (bulk upload) and collect API.",
     ),
@@ -163,25 +111,5 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         th.StringType,
         description="JSON-lines file that rejected records are appended to, with their reasons.",
     ),
-    th.Property(
-        "request_timeout_seconds",
-        th.NumberType,
-        default=60,
-        description="Read timeout of one HTTP request; a timeout is retried.",
-    ),
-    th.Property(
-        "max_retry_wait_seconds",
-        th.NumberType,
-        default=900,
-        description="Longest total time one request may spend waiting on retries "
-        "and rate limits before the run fails.",
-    ),
-    th.Property(
-        "max_total_wait_seconds",
-        th.NumberType,
-        default=3600,
-        description="Longest time the whole run may spend waiting on providers' failures "
-        "and throttling (retry waits, Retry-After, spent rate-limit windows; steady pacing "
-        "excluded) before it fails.",
-    ),
+    *shared.http_waits("run"),
 ).to_dict()

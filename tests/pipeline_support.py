@@ -26,21 +26,12 @@ from typing import Any
 
 from optouts_sandbox import credentials as C
 from optouts_sandbox.server import SandboxHTTPServer
-from tests.sandbox_support import tap_config
+from tests.sandbox_support import SECRETS, tap_config
 from tests.test_target_support import target_config
 
 BIN = Path(sys.executable).parent
 TAP_BIN = BIN / "tap-optouts"
 TARGET_BIN = BIN / "target-optouts"
-
-SECRETS = (
-    C.CHECKMARKET_MASTER_KEY,
-    C.CHECKMARKET_KEY,
-    C.SLICKTEXT_PUBLIC_KEY,
-    C.SLICKTEXT_PRIVATE_KEY,
-    C.SLICKTEXT_V2_API_KEY,
-    C.OPTIZMO_API_KEY,
-)
 
 LOG_CONFIG = """\
 version: 1

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import copy
+import json
+import os
+import subprocess
+import sys
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -13,19 +19,36 @@ from optouts_sandbox import credentials as C
 from optouts_sandbox.core import Switches
 from optouts_sandbox.server import Sandbox, SandboxHTTPServer
 
+SECRETS = (
+    C.CHECKMARKET_MASTER_KEY,
+    C.CHECKMARKET_KEY,
+    C.SLICKTEXT_PUBLIC_KEY,
+    C.SLICKTEXT_PRIVATE_KEY,
+    C.SLICKTEXT_V2_API_KEY,
+    C.OPTIZMO_API_KEY,
+)
+PROVIDERS = ("checkmarket", "slicktext", "optizmo")
+
 
 @contextmanager
-def running_sandbox(size: int = 300, seed: int = 7, **switches: Any) -> Iterator[SandboxHTTPServer]:
-    """A real HTTP server on loopback (an ephemeral port) for the duration of the block."""
-    sw = Switches()
-    sw.update(switches)
-    server = SandboxHTTPServer(Sandbox(size=size, seed=seed, switches=sw))
+def serving(sandbox: Sandbox) -> Iterator[SandboxHTTPServer]:
+    """`sandbox` behind a real HTTP server on loopback (an ephemeral port) for the block."""
+    server = SandboxHTTPServer(sandbox)
     server.start_in_thread()
     try:
         yield server
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def running_sandbox(size: int = 300, seed: int = 7, **switches: Any) -> Iterator[SandboxHTTPServer]:
+    """A real HTTP server on loopback (an ephemeral port) for the duration of the block."""
+    sw = Switches()
+    sw.update(switches)
+    with serving(Sandbox(size=size, seed=seed, switches=sw)) as server:
+        yield server
 
 
 def control(server: SandboxHTTPServer, action: str, payload: Any = None) -> Any:
@@ -39,14 +62,11 @@ def control(server: SandboxHTTPServer, action: str, payload: Any = None) -> Any:
     return response.json()
 
 
-def tap_config(
-    server: SandboxHTTPServer, providers: tuple[str, ...] | None = None, **overrides: Any
-) -> dict[str, Any]:
-    """Tap settings for every provider (legacy SlickText), or only `providers`."""
+def provider_credentials(server: SandboxHTTPServer) -> dict[str, dict[str, Any]]:
+    """Every provider's base URL and credentials on `server` (legacy SlickText): what the tap's
+    and the target's settings share."""
     urls = server.base_urls()
-    config: dict[str, Any] = {
-        "start_date": "2025-01-01T00:00:00Z",
-        "lookback_minutes": 0,
+    return {
         "checkmarket": {
             "base_url": urls["checkmarket"],
             "master_key": C.CHECKMARKET_MASTER_KEY,
@@ -57,18 +77,18 @@ def tap_config(
             "public_key": C.SLICKTEXT_PUBLIC_KEY,
             "private_key": C.SLICKTEXT_PRIVATE_KEY,
         },
-        "optizmo": {
-            "base_url": urls["optizmo"],
-            "api_key": C.OPTIZMO_API_KEY,
-            "list_ids": [C.OPTIZMO_EMAIL_LIST_ID, C.OPTIZMO_SMS_LIST_ID],
-            "poll_interval_seconds": 0.05,
-            "download_timeout_seconds": 20,
-        },
+        "optizmo": {"base_url": urls["optizmo"], "api_key": C.OPTIZMO_API_KEY},
     }
-    if providers is not None:
-        for name in ("checkmarket", "slicktext", "optizmo"):
-            if name not in providers:
-                config.pop(name)
+
+
+def configure(
+    config: dict[str, Any], providers: tuple[str, ...], overrides: dict[str, Any]
+) -> dict[str, Any]:
+    """A copy of `config` for `providers` only, with `overrides`: a dict override is merged
+    into the provider's settings, any other replaces the setting."""
+    for name in PROVIDERS:
+        if name not in providers:
+            config.pop(name)
     merged = copy.deepcopy(config)
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
@@ -76,6 +96,23 @@ def tap_config(
         else:
             merged[key] = value
     return merged
+
+
+def tap_config(
+    server: SandboxHTTPServer, providers: tuple[str, ...] | None = None, **overrides: Any
+) -> dict[str, Any]:
+    """Tap settings for every provider (legacy SlickText), or only `providers`."""
+    config: dict[str, Any] = {
+        "start_date": "2025-01-01T00:00:00Z",
+        "lookback_minutes": 0,
+        **provider_credentials(server),
+    }
+    config["optizmo"].update(
+        list_ids=[C.OPTIZMO_EMAIL_LIST_ID, C.OPTIZMO_SMS_LIST_ID],
+        poll_interval_seconds=0.05,
+        download_timeout_seconds=20,
+    )
+    return configure(config, PROVIDERS if providers is None else providers, overrides)
 
 
 def slicktext_v2_settings(server: SandboxHTTPServer) -> dict[str, Any]:
@@ -90,8 +127,6 @@ class SingerRun:
     """The parsed output of one tap or target process."""
 
     def __init__(self, returncode: int, stdout: bytes, stderr: str) -> None:
-        import json
-
         self.returncode = returncode
         self.stderr = stderr
         self.messages = [json.loads(line) for line in stdout.splitlines() if line.strip()]
@@ -113,6 +148,40 @@ class SingerRun:
         return states[-1] if states else None
 
 
+def run_process(
+    executable: str,
+    config: dict[str, Any],
+    tmp_path: Any,
+    *,
+    state: dict[str, Any] | None = None,
+    stdin: bytes | str | None = None,
+    args: tuple[str, ...] = (),
+    timeout: float = 120,
+    env: dict[str, str] | None = None,
+    text: bool = False,
+) -> subprocess.CompletedProcess[Any]:
+    """`tap-optouts` or `target-optouts` from the venv as a real process, on `config` (and
+    `state`) written to files in `tmp_path`; its output is text if `text`, else bytes."""
+    tag = uuid.uuid4().hex[:8]
+    config_path = Path(tmp_path) / f"config-{tag}.json"
+    config_path.write_text(json.dumps(config))
+    command = [str(Path(sys.executable).parent / executable), "--config", str(config_path)]
+    if state is not None:
+        state_path = Path(tmp_path) / f"state-{tag}.json"
+        state_path.write_text(json.dumps(state))
+        command += ["--state", str(state_path)]
+    command += list(args)
+    return subprocess.run(
+        command,
+        input=stdin,
+        capture_output=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        text=text,
+        check=False,
+    )
+
+
 def run_cli(
     executable: str,
     config: dict[str, Any],
@@ -125,29 +194,8 @@ def run_cli(
     env: dict[str, str] | None = None,
 ) -> SingerRun:
     """Run `tap-optouts` or `target-optouts` from the venv as a real process."""
-    import json
-    import os
-    import subprocess
-    import sys
-    import uuid
-    from pathlib import Path
-
-    tag = uuid.uuid4().hex[:8]
-    config_path = Path(tmp_path) / f"config-{tag}.json"
-    config_path.write_text(json.dumps(config))
-    command = [str(Path(sys.executable).parent / executable), "--config", str(config_path)]
-    if state is not None:
-        state_path = Path(tmp_path) / f"state-{tag}.json"
-        state_path.write_text(json.dumps(state))
-        command += ["--state", str(state_path)]
-    command += list(args)
-    completed = subprocess.run(
-        command,
-        input=stdin,
-        capture_output=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-        check=False,
+    completed = run_process(
+        executable, config, tmp_path, state=state, stdin=stdin, args=args, timeout=timeout, env=env
     )
     return SingerRun(
         completed.returncode, completed.stdout, completed.stderr.decode("utf-8", "replace")

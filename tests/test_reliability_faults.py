@@ -104,6 +104,15 @@ def completed(outcome: Outcome) -> PipeRun:
     return run
 
 
+def completed_despite(matrix: dict[str, Any], name: str, fault: str, at_least: int) -> PipeRun:
+    """Scenario `name` completed (see `completed`) though the sandbox injected `fault` at least
+    `at_least` times."""
+    outcome = outcome_of(matrix, name)
+    run = completed(outcome)
+    assert outcome.faults(fault) >= at_least
+    return run
+
+
 def failed_then_resumed(outcome: Outcome, side: str, message: str) -> PipeRun:
     """The first run failed on `side` with `message`; the next, from its STATE, completed."""
     first = outcome.runs[0]
@@ -118,27 +127,19 @@ def failed_then_resumed(outcome: Outcome, side: str, message: str) -> PipeRun:
 
 # -- transient faults: the run completes ------------------------------------------------------
 def test_a_429_storm_is_waited_out(matrix):
-    outcome = outcome_of(matrix, "429_storm")
-    completed(outcome)
-    assert outcome.faults("429") >= 3
+    completed_despite(matrix, "429_storm", "429", at_least=3)
 
 
 def test_a_share_of_5xx_is_retried(matrix):
-    outcome = outcome_of(matrix, "5xx")
-    completed(outcome)
-    assert outcome.faults("503") >= 3
+    completed_despite(matrix, "5xx", "503", at_least=3)
 
 
 def test_connection_resets_are_retried(matrix):
-    outcome = outcome_of(matrix, "resets")
-    completed(outcome)
-    assert outcome.faults("reset") >= 3
+    completed_despite(matrix, "resets", "reset", at_least=3)
 
 
 def test_answers_slower_than_the_request_timeout_are_retried(matrix):
-    outcome = outcome_of(matrix, "stalls")
-    run = completed(outcome)
-    assert outcome.faults("stall") >= 1
+    run = completed_despite(matrix, "stalls", "stall", at_least=1)
     assert "ReadTimeout" in run.tap_stderr + run.target_stderr
 
 

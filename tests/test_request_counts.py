@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
@@ -16,31 +16,30 @@ import pytest
 from optouts_sandbox import credentials as C
 from optouts_sandbox.server import Sandbox, SandboxHTTPServer
 from target_optouts import sinks
-from tests.sandbox_support import control, run_cli, running_sandbox, tap_config
+from tests.sandbox_support import (
+    PROVIDERS,
+    control,
+    run_cli,
+    running_sandbox,
+    serving,
+    slicktext_v2_settings,
+    tap_config,
+)
 from tests.test_target_support import (
     new_emails,
     new_phones,
     run_target,
-    slicktext_v2,
     state,
     stream_messages,
     target_config,
 )
 
 N = 2_500
-PROVIDERS = ("checkmarket", "slicktext", "optizmo")
 
 
-@contextmanager
-def only_sandbox(size: int, *only: str) -> Iterator[SandboxHTTPServer]:
+def only_sandbox(size: int, *only: str) -> AbstractContextManager[SandboxHTTPServer]:
     """The benchmark population: each of `only` holds `size` opt-outs, the others nothing."""
-    server = SandboxHTTPServer(Sandbox(size=size, only=only))
-    server.start_in_thread()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
+    return serving(Sandbox(size=size, only=only))
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +58,17 @@ def empty() -> Iterator[SandboxHTTPServer]:
 @pytest.fixture
 def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sinks, "PART", 300)
+
+
+def spare_list_config(
+    server: SandboxHTTPServer, providers: tuple[str, ...] = ("optizmo",), **overrides: Any
+) -> dict[str, Any]:
+    """Target settings whose Optizmo destination is the spare email list alone (no SMS list);
+    an `optizmo` override is merged in."""
+    optizmo = {"email_list_id": C.OPTIZMO_SPARE_EMAIL_LIST_ID, **overrides.pop("optizmo", {})}
+    config = target_config(server, providers, optizmo=optizmo, **overrides)
+    config["optizmo"].pop("sms_list_id")
+    return config
 
 
 def calls(server: SandboxHTTPServer, action: Any = None) -> dict[str, int]:
@@ -105,7 +115,7 @@ def test_tap_reads_each_list_in_ceil_n_over_page_pages(full, tmp_path):
 
 
 def test_tap_reads_the_new_slicktext_api_per_status_in_pages(full, tmp_path):
-    settings = {**slicktext_v2(full), "page_size": 1000}
+    settings = {**slicktext_v2_settings(full), "page_size": 1000}
     config = tap_config(full, providers=("slicktext",), slicktext=settings)
     config["slicktext"] = settings
     runs = []
@@ -134,12 +144,7 @@ def test_checkmarket_writes_take_ceil_n_over_batch_posts(empty, small_parts):
 @pytest.mark.parametrize("count", [150, N])
 def test_an_optizmo_bulk_upload_costs_the_same_whatever_n(empty, small_parts, count):
     emails = new_emails(count, tag=f"bulk{count}")
-    config = target_config(
-        empty,
-        ("optizmo",),
-        optizmo={"email_list_id": C.OPTIZMO_SPARE_EMAIL_LIST_ID, "bulk_threshold": 100},
-    )
-    config["optizmo"].pop("sms_list_id")
+    config = spare_list_config(empty, optizmo={"bulk_threshold": 100})
     messages = stream_messages("crm_people", [{"email": e} for e in emails])
 
     runs = []
@@ -154,12 +159,7 @@ def test_an_optizmo_bulk_upload_costs_the_same_whatever_n(empty, small_parts, co
 
 def test_a_state_ends_the_batch_and_its_upload(empty, small_parts):
     first, second = new_emails(400, tag="first"), new_emails(400, tag="second")
-    config = target_config(
-        empty,
-        ("optizmo",),
-        optizmo={"email_list_id": C.OPTIZMO_SPARE_EMAIL_LIST_ID, "bulk_threshold": 100},
-    )
-    config["optizmo"].pop("sms_list_id")
+    config = spare_list_config(empty, optizmo={"bulk_threshold": 100})
     messages = stream_messages("crm_people", [{"email": e} for e in first])
     messages += [state({"n": 1})]
     messages += stream_messages("crm_people", [{"email": e} for e in second])[1:]
@@ -184,7 +184,7 @@ def test_slicktext_new_api_looks_contacts_up_in_pages(small_parts):
         }
         # Distinct numbers (the seed repeats a few): 300 to update, 100 held, 400 to create.
         numbers = sorted(subscribed - opted_out)[:300] + sorted(opted_out)[:100] + new_phones(400)
-        settings = {**slicktext_v2(server), "requests_per_second": 100_000}
+        settings = {**slicktext_v2_settings(server), "requests_per_second": 100_000}
         config = target_config(server, ("slicktext",), slicktext=settings)
         config["slicktext"] = settings
         messages = stream_messages("crm_people", [{"phone": n} for n in numbers])
@@ -230,14 +230,9 @@ def test_batch_messages_tap_to_target(empty, tmp_path, small_parts):
         )
         emails = control(source, "inspect")["optizmo"]["lists"][C.OPTIZMO_EMAIL_LIST_ID]["emails"]
 
-    target = target_config(
-        empty,
-        ("checkmarket", "optizmo"),
-        skip_origin=False,
-        checkmarket={"batch_size": 100},
-        optizmo={"email_list_id": C.OPTIZMO_SPARE_EMAIL_LIST_ID},
+    target = spare_list_config(
+        empty, ("checkmarket", "optizmo"), skip_origin=False, checkmarket={"batch_size": 100}
     )
-    target["optizmo"].pop("sms_list_id")
     messages: list[Any] = [json.loads(json.dumps(m)) for m in run.messages]
     runs = []
     made = calls(empty, lambda: runs.append(run_target(target, messages)))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import io
 import json
 import subprocess
@@ -16,68 +15,32 @@ from typing import Any
 from optouts_sandbox import credentials as C
 from optouts_sandbox.server import SandboxHTTPServer
 from target_optouts.target import TargetOptouts
+from tests.sandbox_support import PROVIDERS, configure, provider_credentials, run_process
+from tests.sandbox_support import SECRETS as SECRETS
 
 TARGET_BIN = Path(sys.executable).with_name("target-optouts")
-
-SECRETS = (
-    C.CHECKMARKET_MASTER_KEY,
-    C.CHECKMARKET_KEY,
-    C.SLICKTEXT_PUBLIC_KEY,
-    C.SLICKTEXT_PRIVATE_KEY,
-    C.SLICKTEXT_V2_API_KEY,
-    C.OPTIZMO_API_KEY,
-)
 
 
 def target_config(
     server: SandboxHTTPServer,
-    providers: tuple[str, ...] = ("checkmarket", "slicktext", "optizmo"),
+    providers: tuple[str, ...] = PROVIDERS,
     **overrides: Any,
 ) -> dict[str, Any]:
     """Target settings pointing at the sandbox (legacy SlickText), for `providers` only.
     A dict override is merged into the provider's settings."""
-    urls = server.base_urls()
     config: dict[str, Any] = {
         "max_retry_wait_seconds": 20,
         "request_timeout_seconds": 10,
-        "checkmarket": {
-            "base_url": urls["checkmarket"],
-            "master_key": C.CHECKMARKET_MASTER_KEY,
-            "key": C.CHECKMARKET_KEY,
-        },
-        "slicktext": {
-            "base_url": urls["slicktext"],
-            "public_key": C.SLICKTEXT_PUBLIC_KEY,
-            "private_key": C.SLICKTEXT_PRIVATE_KEY,
-        },
-        "optizmo": {
-            "base_url": urls["optizmo"],
-            "collect_base_url": urls["optizmo-collect"],
-            "api_key": C.OPTIZMO_API_KEY,
-            "email_list_id": C.OPTIZMO_EMAIL_LIST_ID,
-            "sms_list_id": C.OPTIZMO_SMS_LIST_ID,
-            "poll_interval_seconds": 0.02,
-            "upload_timeout_seconds": 20,
-        },
+        **provider_credentials(server),
     }
-    for name in ("checkmarket", "slicktext", "optizmo"):
-        if name not in providers:
-            config.pop(name)
-    merged = copy.deepcopy(config)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key].update(value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def slicktext_v2(server: SandboxHTTPServer) -> dict[str, Any]:
-    return {
-        "base_url": server.base_urls()["slicktext-v2"],
-        "api_key": C.SLICKTEXT_V2_API_KEY,
-        "brand_id": C.SLICKTEXT_V2_BRAND_ID,
-    }
+    config["optizmo"].update(
+        collect_base_url=server.base_urls()["optizmo-collect"],
+        email_list_id=C.OPTIZMO_EMAIL_LIST_ID,
+        sms_list_id=C.OPTIZMO_SMS_LIST_ID,
+        poll_interval_seconds=0.02,
+        upload_timeout_seconds=20,
+    )
+    return configure(config, providers, overrides)
 
 
 def _json_type(value: Any) -> str:
@@ -166,16 +129,7 @@ def run_cli(
     config: dict[str, Any], messages: list[dict[str, Any] | str], tmp_path: Path
 ) -> subprocess.CompletedProcess[str]:
     """The target as a real process: `target-optouts --config cfg.json < input.jsonl`."""
-    config_file = tmp_path / "target-config.json"
-    config_file.write_text(json.dumps(config))
-    return subprocess.run(
-        [str(TARGET_BIN), "--config", str(config_file)],
-        input=encode(messages),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_process("target-optouts", config, tmp_path, stdin=encode(messages), text=True)
 
 
 def new_emails(count: int, tag: str = "new") -> list[str]:

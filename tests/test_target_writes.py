@@ -15,12 +15,11 @@ from target_optouts.destinations import DeliveryError
 from target_optouts.normalize import OptOut
 from target_optouts.rejects import Rejects
 from target_optouts.writers import build_destinations
-from tests.sandbox_support import control, running_sandbox
+from tests.sandbox_support import control, running_sandbox, slicktext_v2_settings
 from tests.test_target_support import (
     new_emails,
     new_phones,
     run_target,
-    slicktext_v2,
     state,
     stream_messages,
     target_config,
@@ -116,7 +115,7 @@ def test_slicktext_v2_updates_known_contacts_and_creates_new_ones(sandbox):
     fresh = new_phones(2, start=50)
     records = [{"mobile_number": n} for n in already + subscribed + fresh]
     config = target_config(sandbox, ("slicktext",))
-    config["slicktext"] = slicktext_v2(sandbox)
+    config["slicktext"] = slicktext_v2_settings(sandbox)
 
     run = run_target(config, stream_messages("crm_people", records))
 
@@ -135,7 +134,7 @@ def test_slicktext_v2_writes_are_paced_under_the_announced_limit():
     limits = {"slicktext-v2": {"per_window": 4, "window_seconds": 1.0}}
     with running_sandbox(rate_limits=limits) as server:
         config = target_config(server, ("slicktext",))
-        config["slicktext"] = slicktext_v2(server)
+        config["slicktext"] = slicktext_v2_settings(server)
         numbers = new_phones(8, start=80)
 
         run = run_target(config, stream_messages("crm_people", [{"phone": n} for n in numbers]))

@@ -1,0 +1,135 @@
+"""The settings the tap and the target share, one builder each: the name, type, default,
+secret flag and description that both connectors declare (`--about`). Where the two differ in
+a word (the key's role, what a run is called), the word is the builder's argument."""
+
+from __future__ import annotations
+
+from singer_sdk import typing as th
+
+
+# -- CheckMarket -----------------------------------------------------------------------------
+def checkmarket_base_url() -> th.Property:
+    return th.Property(
+        "base_url",
+        th.StringType,
+        default="https://api-eu.agileresearch.medallia.com",
+        description="API host of the account's region (api-eu, api-us, api-ca).",
+    )
+
+
+def checkmarket_keys(role: str) -> list[th.Property]:
+    """master_key and key; `role` is the key's Contacts role ("read" or "write")."""
+    return [
+        th.Property(
+            "master_key",
+            th.StringType,
+            secret=True,
+            description="X-Master-Key: the account's master key.",
+        ),
+        th.Property(
+            "key",
+            th.StringType,
+            secret=True,
+            description=f"X-Key: a key with the Contacts ({role}) role.",
+        ),
+    ]
+
+
+# -- SlickText -------------------------------------------------------------------------------
+def slicktext_base_url() -> th.Property:
+    return th.Property(
+        "base_url",
+        th.StringType,
+        description="Default: https://api.slicktext.com/v1 (legacy keys) or "
+        "https://dev.slicktext.com/v1 (new-API key).",
+    )
+
+
+def slicktext_legacy_keys() -> list[th.Property]:
+    """public_key and private_key (the legacy API)."""
+    return [
+        th.Property(
+            "public_key",
+            th.StringType,
+            secret=True,
+            description="Legacy API public key (pub_...).",
+        ),
+        th.Property(
+            "private_key", th.StringType, secret=True, description="Legacy API private key."
+        ),
+    ]
+
+
+def slicktext_new_api() -> list[th.Property]:
+    """api_key and brand_id (the new API)."""
+    return [
+        th.Property(
+            "api_key",
+            th.StringType,
+            secret=True,
+            description="New API key (accounts created from 22 Jan 2025).",
+        ),
+        th.Property(
+            "brand_id",
+            th.IntegerType,
+            description="New API brand id (read from GET /brands when unset).",
+        ),
+    ]
+
+
+# -- Optizmo ---------------------------------------------------------------------------------
+def optizmo_base_url() -> th.Property:
+    return th.Property(
+        "base_url",
+        th.StringType,
+        default="https://api.optizmo.com",
+        description="SUPPRESS API host.",
+    )
+
+
+def optizmo_api_key() -> th.Property:
+    return th.Property(
+        "api_key",
+        th.StringType,
+        secret=True,
+        description="SUPPRESS API key (optizmo_api_...).",
+    )
+
+
+def optizmo_poll_interval(polls: str) -> th.Property:
+    """`polls`: what is polled ("download", "upload-status")."""
+    return th.Property(
+        "poll_interval_seconds",
+        th.NumberType,
+        default=5,
+        description=f"First wait between {polls} polls (it grows).",
+    )
+
+
+# -- HTTP: timeouts and waits ----------------------------------------------------------------
+def http_waits(run: str) -> list[th.Property]:
+    """request_timeout_seconds, max_retry_wait_seconds and max_total_wait_seconds; `run` is
+    what the connector calls one run ("sync", "run")."""
+    return [
+        th.Property(
+            "request_timeout_seconds",
+            th.NumberType,
+            default=60,
+            description="Read timeout of one HTTP request; a timeout is retried.",
+        ),
+        th.Property(
+            "max_retry_wait_seconds",
+            th.NumberType,
+            default=900,
+            description="Longest total time one request may spend waiting on retries and "
+            f"rate limits before the {run} fails.",
+        ),
+        th.Property(
+            "max_total_wait_seconds",
+            th.NumberType,
+            default=3600,
+            description=f"Longest time the whole {run} may spend waiting on providers' "
+            "failures and throttling (retry waits, Retry-After, spent rate-limit windows; "
+            "steady pacing excluded) before it fails.",
+        ),
+    ]
