@@ -28,7 +28,14 @@ from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.sinks import BatchSink
 
 from optouts_providers.redact import redact
-from target_optouts.normalize import OptOut, normalize_record, schema_layout
+from target_optouts.normalize import (
+    BlockPlan,
+    OptOut,
+    block_plan,
+    emails_of_block,
+    normalize_record,
+    schema_layout,
+)
 from target_optouts.validation import FastJSONSchemaValidator
 
 if t.TYPE_CHECKING:
@@ -148,19 +155,39 @@ class OptoutsSink(BatchSink):
                     handle = stack.enter_context(gzip.open(handle))
                 for records, lines in _read_records(handle, tail, self._reject_line):
                     count += lines
-                    # Valid as a block (one call), each record need not be checked again.
-                    self._block_valid = mapping is None and self._all_valid(records)
-                    try:
-                        if self._block_valid and self._plain_block_path:
-                            self._take_valid_block(records)
-                        else:
-                            for record in records:
-                                self._take(record, mapping)
-                    finally:
-                        self._block_valid = False
+                    self._take_block(records, mapping)
         # The records wait in this sink's batch like RECORD messages' (written when it drains).
         self.tally_record_read(count)
         self.record_counter_metric.increment(count)
+
+    def take_records(self, records: list[dict[str, t.Any]]) -> None:
+        """Records of RECORD messages in a row, unmapped (`fastpath.FastRecordMixin`): what
+        the SDK's path does to each (its `_sdc` fields dropped first), a block at a time."""
+        if self._may_carry_sdc:
+            for record in records:
+                if not SDC_FIELDS.isdisjoint(record):
+                    self._remove_sdc_metadata_from_record(record)
+        self._take_block(records)
+
+    @functools.cached_property
+    def _may_carry_sdc(self) -> bool:
+        """Whether a record valid or not may hold `_sdc` fields worth looking for: an open
+        schema, or one that names some (a closed schema's records that hold others are
+        invalid, and take `_take`, which drops them)."""
+        properties = self.schema.get("properties") or {}
+        return self._layout is None or not SDC_FIELDS.isdisjoint(properties)
+
+    def _take_block(self, records: list[t.Any], mapping: StreamMap | None = None) -> None:
+        # Valid as a block (one call), each record need not be checked again.
+        self._block_valid = mapping is None and self._all_valid(records)
+        try:
+            if self._block_valid and self._plain_block_path:
+                self._take_valid_block(records)
+            else:
+                for record in records:
+                    self._take(record, mapping)
+        finally:
+            self._block_valid = False
 
     @functools.cached_property
     def _plain_block_path(self) -> bool:
@@ -178,6 +205,15 @@ class OptoutsSink(BatchSink):
         instead of five calls a record (validation, preprocessing and the key check are
         done for the block, or have nothing to do)."""
         keys, stream, region, layout = self._key_set, self.stream_name, self.region, self._layout
+        if self._block_plan is not None and (
+            not keys or self._keys_required or all(keys <= r.keys() for r in records)
+        ):
+            emails = emails_of_block(records, self._block_plan)
+            if emails is not None:
+                self._part.extend([OptOut(stream, email) for email in emails])
+                if len(self._part) >= PART:
+                    self._feed()
+                return
         rejects = self.rejects
         for record in records:
             if keys and not keys <= record.keys():
@@ -194,6 +230,15 @@ class OptoutsSink(BatchSink):
             if len(self._part) >= PART:
                 self._feed()
 
+    @functools.cached_property
+    def _block_plan(self) -> BlockPlan | None:
+        return block_plan(self.schema) if self._layout is not None else None
+
+    @functools.cached_property
+    def _keys_required(self) -> bool:
+        """Whether the schema requires the key properties (a valid record then has them)."""
+        return self._key_set <= frozenset(self.schema.get("required") or ())
+
     def _reject_line(self, reason: str) -> None:
         self.rejects.record(self.stream_name, [reason], None)
 
@@ -208,6 +253,7 @@ class OptoutsSink(BatchSink):
             if mapped is None:
                 return  # filtered out by the stream map
             record = mapped
+        self._remove_sdc_metadata_from_record(record)
         record = self.preprocess_record(self._validate_and_parse(record), {})
         try:
             self._singer_validate_message(record)

@@ -83,6 +83,7 @@ class TargetOptouts(FastRecordMixin, Target):
         self.summary: dict[str, t.Any] | None = None
         self.emitted_states: list[dict[str, t.Any]] = []
         self.reader.on_invalid = self.rejects.invalid_line
+        self.reader.take_records = self.record_taker
         settle_gc()
 
     @property
