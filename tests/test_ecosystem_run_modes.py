@@ -10,6 +10,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -33,8 +34,12 @@ LATE_EMAIL = "late.runmodes@ecosystem.example.com"
 
 
 def _late_checkmarket_optout(server) -> dict:
-    """One opt-out that reaches CheckMarket after a sync; returns the holdings after it."""
+    """One opt-out that reaches CheckMarket after a sync; returns the holdings after it. The
+    next sync starts in a later second: the query's upper bound has whole seconds (floored,
+    so that rows added while a list is paged cannot shift its pages), and an opt-out of the
+    same second as the sync start is the following sync's."""
     control(server, "optouts", {"provider": "checkmarket", "records": [{"Email": LATE_EMAIL}]})
+    time.sleep(1.05 - time.time() % 1)
     return control(server, "inspect")
 
 
