@@ -27,6 +27,8 @@ logger = logging.getLogger("target-optouts")
 
 # RECORD messages of one stream handed over at a time (see the module docstring).
 RECORD_BLOCK = 1000
+# Bytes of input read at a time (at most: a pipe gives what it holds).
+CHUNK_BYTES = 1 << 16
 # What takes a stream's records a block at a time, or None (each message takes the SDK's path).
 BlockTaker = t.Callable[[str], t.Callable[[list[dict[str, t.Any]]], None] | None]
 
@@ -50,6 +52,8 @@ class OptoutsReader(MsgSpecReader):
         self._line_rejected = False
         self.take_records: BlockTaker = _no_blocks
         self._block: _Block | None = None
+        # The chunk being read and the number of its first line (see `_messages`).
+        self._chunk: tuple[bytes, int] | None = None
 
     @property
     def default_input(self) -> t.IO[bytes]:  # type: ignore[override]
@@ -57,6 +61,10 @@ class OptoutsReader(MsgSpecReader):
 
     def current_text(self) -> str:
         """The line being handled, as text (undecodable bytes shown as escapes)."""
+        if self._chunk is not None:  # a line of a chunk read at once: found when asked for
+            chunk, first = self._chunk
+            self._raw = chunk.split(b"\n")[self.line_number - first]
+            self._chunk = None
         raw = self._raw
         text = raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else raw
         return text.rstrip("\r\n")
@@ -76,6 +84,7 @@ class OptoutsReader(MsgSpecReader):
     def parse(self, raw: bytes | str) -> dict[str, t.Any] | None:
         """The message of one line, or None (blank, or rejected with its reason)."""
         self._raw = raw
+        self._chunk = None
         try:
             message = decoder.decode(raw)
         except (UnicodeDecodeError, msgspec.DecodeError) as exc:
@@ -105,11 +114,7 @@ class OptoutsReader(MsgSpecReader):
         source = getattr(source, "buffer", source)
         block = self._block = _Block(self, counts)
         try:
-            for raw in source:
-                self.line_number += 1
-                message = self.parse(raw)
-                if message is None:
-                    continue
+            for message in self._messages(source):
                 kind = message["type"]
                 if kind == "RECORD" and block.add(message):
                     if self.stop_signal is not None:
@@ -136,6 +141,62 @@ class OptoutsReader(MsgSpecReader):
         if block.records:  # the end of input, or a stop: what was read is handed over
             block.hand_over()
         return counts
+
+    def _messages(self, source: t.IO[t.Any]) -> t.Iterator[dict[str, t.Any]]:
+        """The input's messages, `line_number` at each one's line. Bytes are read a chunk at a
+        time (what the pipe holds, up to CHUNK_BYTES) and a chunk of sound messages is decoded
+        in one call; a chunk with a line that is not one (or a blank line) is read line by line
+        (`parse`, which rejects it with its number)."""
+        read = getattr(source, "read1", None)
+        if read is None:  # text: line by line
+            for raw in source:
+                self.line_number += 1
+                message = self.parse(raw)
+                if message is not None:
+                    yield message
+            return
+        rest = b""
+        while True:
+            data = read(CHUNK_BYTES)
+            if data:
+                data = rest + data
+                cut = data.rfind(b"\n") + 1
+                chunk, rest = data[:cut], data[cut:]
+                if not chunk:
+                    continue
+            else:
+                chunk, rest = rest, b""
+                if not chunk:
+                    return
+            messages = self._decode_chunk(chunk)
+            if messages is not None:
+                first = self.line_number + 1
+                for message in messages:
+                    self.line_number += 1
+                    self._chunk = (chunk, first)
+                    yield message
+            else:
+                for raw in chunk.splitlines(keepends=True):
+                    self.line_number += 1
+                    message = self.parse(raw)
+                    if message is not None:
+                        yield message
+            if not data:
+                return
+
+    def _decode_chunk(self, chunk: bytes) -> list[dict[str, t.Any]] | None:
+        """A chunk's messages, when each of its lines is one (a JSON object with a type)."""
+        try:
+            messages = decoder.decode_lines(chunk)  # the SDK's: numbers as Decimal
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            return None
+        lines = chunk.count(b"\n") + (not chunk.endswith(b"\n"))
+        if len(messages) != lines:  # a blank line
+            return None
+        for message in messages:
+            if type(message) is not dict or type(message.get("type")) is not str:
+                return None
+        return messages
 
 
 class _Block:

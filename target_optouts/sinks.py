@@ -294,7 +294,7 @@ def _read_records(
             block, rest = rest, b""
         if block:
             try:
-                records = _lines_decoder.decode_lines(block)
+                records = decoder.decode_lines(block)  # the SDK's: numbers as Decimal
                 number += block.count(b"\n") + (not block.endswith(b"\n"))
                 yield records, len(records)
             except (msgspec.DecodeError, UnicodeDecodeError):
@@ -315,4 +315,3 @@ def _read_records(
 
 # Bytes of a batch file read at a time.
 READ_BYTES = 1 << 20
-_lines_decoder = msgspec.json.Decoder()

@@ -4,7 +4,9 @@ emails_of_block) gives what the record-by-record rules give."""
 
 from __future__ import annotations
 
+import io
 import json
+from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,15 @@ from target_optouts.normalize import (
 )
 from target_optouts.target import TargetOptouts
 from tests.sandbox_support import control
-from tests.test_target_support import new_emails, new_phones, run_target, state, target_config
+from tests.test_target_support import (
+    Run,
+    encode,
+    new_emails,
+    new_phones,
+    run_target,
+    state,
+    target_config,
+)
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "tap_optouts" / "schemas"
 
@@ -165,6 +175,8 @@ def _mixed_input() -> list[dict[str, Any] | str]:
         state({"step": 1}),
         *records("crm_a", [{"email": e} for e in emails[35:45]]),
         {"type": "RECORD", "stream": "crm_a", "record": "not an object"},
+        {"type": "RECORD", "record": {"email": emails[44]}},  # no stream: a rejected line
+        {"type": "NOT_SINGER", "stream": "crm_a"},
         {"type": "RECORD", "stream": "nobody", "record": {"email": emails[45]}},
         *records("crm_a", [{"email": emails[46], "extra": 1}, {"other": 2}]),
         {"type": "SCHEMA", "stream": "crm_b", "schema": crm2, "key_properties": []},
@@ -174,11 +186,24 @@ def _mixed_input() -> list[dict[str, Any] | str]:
     ]
 
 
-def test_records_in_blocks_are_taken_as_one_by_one(sandbox, monkeypatch, tmp_path):
+def run_target_on_bytes(config: dict[str, Any], messages: list[dict[str, Any] | str]) -> Run:
+    """`run_target`, the input as bytes (read a chunk at a time, as stdin is)."""
+    target = TargetOptouts(config=config)
+    out = io.StringIO()
+    with redirect_stdout(out):
+        target.process_lines(io.BytesIO(encode(messages).encode()))
+        target.process_endofpipe()
+    states = [json.loads(line) for line in out.getvalue().splitlines() if line.strip()]
+    return Run(target, states)
+
+
+@pytest.mark.parametrize("as_bytes", [True, False], ids=["chunks", "lines"])
+def test_records_in_blocks_are_taken_as_one_by_one(sandbox, monkeypatch, tmp_path, as_bytes):
     monkeypatch.setattr(reader_module, "RECORD_BLOCK", 4)  # blocks cut at every size
+    monkeypatch.setattr(reader_module, "CHUNK_BYTES", 700)  # lines cut across reads
     messages = _mixed_input()
 
-    def run(label: str) -> tuple[Any, ...]:
+    def run(label: str, chunks: bool = False) -> tuple[Any, ...]:
         control(sandbox, "reset", {})
         rejects = tmp_path / f"rejects-{label}.jsonl"
         config = target_config(
@@ -188,7 +213,7 @@ def test_records_in_blocks_are_taken_as_one_by_one(sandbox, monkeypatch, tmp_pat
             skip_origin=False,
             rejects_path=str(rejects),
         )
-        run = run_target(config, messages)
+        run = run_target_on_bytes(config, messages) if chunks else run_target(config, messages)
         assert run.error is None
         lines = [json.loads(line) for line in rejects.read_text().splitlines()]
         for line in lines:
@@ -209,7 +234,7 @@ def test_records_in_blocks_are_taken_as_one_by_one(sandbox, monkeypatch, tmp_pat
         original(self, sink, records)
 
     monkeypatch.setattr(TargetOptouts, "_process_record_block", counting)
-    in_blocks = run("blocks")
+    in_blocks = run("blocks", chunks=as_bytes)
     assert taken and max(taken) == 4 and sum(taken) > 60
     monkeypatch.setattr(TargetOptouts, "record_taker", lambda self, stream: None)
     one_by_one = run("single")
@@ -221,7 +246,9 @@ def test_records_in_blocks_are_taken_as_one_by_one(sandbox, monkeypatch, tmp_pat
     # broken@, not an object, no SCHEMA, a field the closed schema lacks, no email, and the
     # 13 records whose null phone the second crm_b schema refuses.
     assert summary["input"]["rejected"] == 18
-    assert summary["input"]["invalid_lines"] == 1
+    assert summary["input"]["invalid_lines"] == 3
+    texts = {line.get("input") for line in rejects}
+    assert '{"type": "NOT_SINGER", "stream": "crm_a"}' in texts  # the line, as it came
     assert {"broken@", new_emails(60, "blocks")[46]} <= {
         line["record"].get("email") for line in rejects if isinstance(line.get("record"), dict)
     }
