@@ -168,6 +168,9 @@ def test_repeated_and_skipped_hours_take_the_exact_path():
     assert slicktext_wire.wall_to_rfc3339("2025-11-02 01:30:00") is None  # repeated
     assert slicktext_wire.wall_to_rfc3339("2026-03-08 02:30:00") is None  # skipped
     assert slicktext_wire.wall_to_rfc3339("2025-11-02 02:30:00") == "2025-11-02T10:30:00.000000Z"
+    assert slicktext_wire.wall_to_rfc3339("2025-06-01 10:59:59") == "2025-06-01T17:59:59.000000Z"
+    for wrong in ("2025-06-01 10:60:00", "2025-06-01 10:5x:00", "2025-06-01 10:00:6\u0669"):
+        assert slicktext_wire.wall_to_rfc3339(wrong) is None
 
 
 LINES = st.sampled_from(

@@ -183,8 +183,9 @@ def _utc(wall: Any) -> str | None:
 
 def wall_to_rfc3339(wall: str) -> str | None:
     """`to_rfc3339` of a `YYYY-MM-DD HH:MM:SS` Pacific wall time whose hour is neither
-    repeated nor skipped (the offset of each wall hour is looked up once); None otherwise, and
-    the caller takes the exact path. Records carry several such times: this is their cost."""
+    repeated nor skipped; None otherwise, and the caller takes the exact path. Records carry
+    several such times: this is their cost. Each wall hour's UTC hour is worked out once
+    (Pacific offsets are whole hours), and minutes and seconds are copied."""
     if (
         len(wall) != 19
         or wall[10] != " "
@@ -196,36 +197,44 @@ def wall_to_rfc3339(wall: str) -> str | None:
     ):
         return None
     hour = wall[:13]
-    offset = _WALL_HOUR_OFFSETS.get(hour, False)
-    if offset is False:
-        offset = _wall_hour_offset(hour)
-    if offset is None:
+    utc_hour = _UTC_HOURS.get(hour, False)
+    if utc_hour is False:
+        utc_hour = _utc_hour(hour)
+    if (
+        utc_hour is None
+        or wall[14] not in _SEXAGESIMAL
+        or wall[15] not in _DIGITS
+        or wall[17] not in _SEXAGESIMAL
+        or wall[18] not in _DIGITS
+    ):
         return None
-    try:
-        local = datetime.fromisoformat(wall)
-    except ValueError:
-        return None
-    return (local - offset).isoformat() + ".000000Z"
+    return utc_hour + wall[13:] + ".000000Z"
 
 
-def _wall_hour_offset(hour: str) -> timedelta | None:
-    """The UTC offset of a Pacific wall hour `YYYY-MM-DD HH`; None when it is repeated or
-    skipped (both folds differ) or not a time."""
-    if len(_WALL_HOUR_OFFSETS) >= 100_000:
-        _WALL_HOUR_OFFSETS.clear()
+def _utc_hour(hour: str) -> str | None:
+    """The UTC hour `YYYY-MM-DDTHH` of a Pacific wall hour `YYYY-MM-DD HH`; None when the
+    hour is repeated or skipped (both folds differ), its offset is not whole hours (before
+    standard time), or it is not a time."""
+    if len(_UTC_HOURS) >= 100_000:
+        _UTC_HOURS.clear()
+    utc_hour = None
     try:
         local = datetime.fromisoformat(hour + ":00:00")
-    except ValueError:
-        offset = None
-    else:
         first = local.replace(tzinfo=PACIFIC, fold=0).utcoffset()
         second = local.replace(tzinfo=PACIFIC, fold=1).utcoffset()
-        offset = first if first == second else None
-    _WALL_HOUR_OFFSETS[hour] = offset
-    return offset
+        if first is not None and first == second and not first % timedelta(hours=1):
+            utc = local - first
+            if utc.year >= 1000:
+                utc_hour = utc.isoformat()[:13]
+    except (ValueError, OverflowError):
+        pass
+    _UTC_HOURS[hour] = utc_hour
+    return utc_hour
 
 
-_WALL_HOUR_OFFSETS: dict[str, timedelta | None] = {}
+_UTC_HOURS: dict[str, str | None] = {}
+_SEXAGESIMAL = frozenset("012345")
+_DIGITS = frozenset("0123456789")
 
 
 def _text(value: Any) -> str | None:
