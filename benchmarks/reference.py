@@ -3,10 +3,14 @@
     python benchmarks/reference.py write RECORDED   RECORD lines of those records to /dev/null
     python benchmarks/reference.py read RECORDED    parse every line of the recorded file
 
-RECORDED is a tap's output (Singer messages, one per line). The writer first loads the records
-(not timed), then times writing each as a RECORD message line, as a tap writes them; the reader
-times reading and parsing the file line by line, as a target reads its input. Prints
-`{"records": n, "seconds": s}`.
+RECORDED is a tap's output (Singer messages, one per line). The writer loads the records (it
+decodes them, as a tap decodes a provider's answers), then writes each as a RECORD message
+line, as a tap writes them; the reader reads and parses the file line by line, as a target
+reads its input. Prints `{"records": n, "seconds": s}`: the loop alone (writing, or reading),
+timed inside. bench.py times the whole process too (start to exit, as it times the
+connectors), and that is the reference the budget's ratios compare with: the figures of
+`../shared/docs/singer-sdk-notes.md` ("raw orjson", 270k records/s written, 625k read) are
+whole processes.
 """
 
 from __future__ import annotations

@@ -121,6 +121,7 @@ def tap_config(sandbox: SandboxProcess, source: str) -> dict[str, Any]:
             "base_url": sandbox.base("slicktext-v2"),
             "api_key": C.SLICKTEXT_V2_API_KEY,
             "brand_id": C.SLICKTEXT_V2_BRAND_ID,
+            "requests_per_second": 100_000,  # rate limits off: the machine is the limit
         }
     else:
         list_id = C.OPTIZMO_SMS_LIST_ID if source == "optizmo-sms" else C.OPTIZMO_EMAIL_LIST_ID

@@ -77,6 +77,14 @@ def slicktext_new_api() -> list[th.Property]:
     ]
 
 
+def slicktext_requests_per_second() -> th.Property:
+    return th.Property(
+        "requests_per_second",
+        th.NumberType,
+        description="Cap on the request rate (the rate-limit headers are followed in any case).",
+    )
+
+
 # -- Optizmo ---------------------------------------------------------------------------------
 def optizmo_base_url() -> th.Property:
     return th.Property(

@@ -79,6 +79,7 @@ class TapOptouts(Tap):
                     default=10000,
                     description="Rows per page (at most 10,000).",
                 ),
+                shared.slicktext_requests_per_second(),
             ),
             description="SlickText: legacy API (public and private key) or new API (API key).",
         ),

@@ -41,12 +41,7 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
                 description="Legacy API: the POST /contacts action that opts out.",
             ),
             *shared.slicktext_new_api(),
-            th.Property(
-                "requests_per_second",
-                th.NumberType,
-                description="Cap on the request rate (the rate-limit headers are "
-                "followed in any case).",
-            ),
+            shared.slicktext_requests_per_second(),
         ),
         description="SlickText: legacy API (public and private key) or new API (API key). "
         "Phones only.",
