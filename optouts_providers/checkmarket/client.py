@@ -23,7 +23,6 @@ from optouts_providers.http import (
     _default_error_detail,
     decode_json,
 )
-from optouts_providers.readahead import read_ahead
 from optouts_providers.redact import register_secret
 from optouts_providers.results import WriteResult
 from optouts_providers.timeutil import to_rfc3339
@@ -116,22 +115,9 @@ class CheckMarketClient:
     def iter_optouts(
         self, start: datetime, end: datetime, survey_id: int | None = None
     ) -> Iterator[dict[str, Any]]:
-        """Records of `checkmarket_optouts` with start <= DateOptOut < end, in API order
-        (the next page is fetched while this one is read: readahead.py)."""
-        low, high = to_rfc3339(start), to_rfc3339(end)
-        survey = survey_id or wire.ACCOUNT_LIST
-        for items in read_ahead(self._pages(start, end, survey_id), name="checkmarket-pages"):
-            for item in items:
-                at = record_timestamp(item["DateOptOut"])
-                # The filter's DateTime literal has whole seconds: trim to the exact window.
-                if low <= at < high:
-                    yield {**item, "DateOptOut": at, "SurveyId": survey}
-
-    def _pages(
-        self, start: datetime, end: datetime, survey_id: int | None
-    ) -> Iterator[list[dict[str, Any]]]:
-        """The items of each page of the window's listing, following `Links.Next`."""
+        """Records of `checkmarket_optouts` with start <= DateOptOut < end, in API order."""
         params = {"top": self.page_size, "filter": wire.window_filter(start, end)}
+        low, high = to_rfc3339(start), to_rfc3339(end)
         paginator = NextLinkPaginator()
         while not paginator.finished:
             link = paginator.current_value
@@ -139,7 +125,11 @@ class CheckMarketClient:
                 response = self.session.request("GET", wire.optouts_path(survey_id), params=params)
             else:
                 response = self.session.request("GET", wire.link_path(link.geturl()))
-            yield self._answer(response, wire.data_items)
+            for item in self._answer(response, wire.data_items):
+                at = record_timestamp(item["DateOptOut"])
+                # The filter's DateTime literal has whole seconds: trim to the exact window.
+                if low <= at < high:
+                    yield {**item, "DateOptOut": at, "SurveyId": survey_id or wire.ACCOUNT_LIST}
             paginator.advance(response)
 
     def _answer(self, response: requests.Response, read: Callable[[Any], T]) -> T:

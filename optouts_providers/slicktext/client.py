@@ -25,7 +25,6 @@ from optouts_providers.http import (
     decode_json,
     read_answer,
 )
-from optouts_providers.readahead import read_ahead
 from optouts_providers.redact import register_secret
 from optouts_providers.results import WriteResult
 from optouts_providers.slicktext import wire
@@ -127,13 +126,6 @@ class SlickTextLegacyClient:
             wire.OPTED_OUT_BEFORE: wire.upper_bound(end),
         }
         window = (to_rfc3339(start), to_rfc3339(end))
-        for items in read_ahead(self._pages(params), name="slicktext-pages"):
-            for item in items:
-                record = wire.legacy_record(item, start, end)
-                if _in_window(record, window):
-                    yield record
-
-    def _pages(self, params: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
         paginator = _LegacyPaginator(start_value=0, page_size=self.page_size)
         while not paginator.finished:
             response = self.session.request(
@@ -141,7 +133,10 @@ class SlickTextLegacyClient:
                 wire.OPTOUTS_PATH,
                 params={**params, "limit": self.page_size, "offset": paginator.current_value},
             )
-            yield read_answer(response, wire.legacy_page)[0]
+            for item in read_answer(response, wire.legacy_page)[0]:
+                record = wire.legacy_record(item, start, end)
+                if _in_window(record, window):
+                    yield record
             paginator.advance(response)
 
     def optout_numbers(self, numbers: list[str]) -> WriteResult:
@@ -225,13 +220,7 @@ class SlickTextV2Client:
         return self._brand_id
 
     def _contacts(self, **filters: str) -> Iterator[dict[str, Any]]:
-        """The brand's contacts (with these filters), the next page fetched while this one
-        is read (readahead.py)."""
         path = wire.brand_contacts_path(self.brand_id)
-        for items in read_ahead(self._pages(path, filters), name="slicktext-v2-pages"):
-            yield from items
-
-    def _pages(self, path: str, filters: dict[str, str]) -> Iterator[list[dict[str, Any]]]:
         paginator = _V2Paginator(start_value=0, page_size=self.page_size)
         while not paginator.finished:
             response = self.session.request(
@@ -239,7 +228,7 @@ class SlickTextV2Client:
                 path,
                 params={**filters, "limit": self.page_size, "offset": paginator.current_value},
             )
-            yield read_answer(response, wire.v2_page)[0]
+            yield from read_answer(response, wire.v2_page)[0]
             paginator.advance(response)
 
     def iter_optouts(self, start: datetime, end: datetime) -> Iterator[dict[str, Any]]:
