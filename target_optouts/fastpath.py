@@ -49,6 +49,10 @@ class FastRecordMixin(Target):
         sink.process_record(record, context)
         sink.record_counter_metric.increment()
         sink._after_process_record(context)
+        self._drain_if_full(sink)
+        self._handle_max_record_age()
+
+    def _drain_if_full(self, sink: Sink) -> None:
         if sink.current_size >= sink.max_size:
             self.logger.info(
                 "Target sink for '%s' is full. Current size is '%s'. Draining...",
@@ -56,7 +60,6 @@ class FastRecordMixin(Target):
                 sink.current_size,
             )
             self.drain_one(sink)
-        self._handle_max_record_age()
 
     def _plain_sink(self, stream: t.Any) -> Sink | None:
         """The stream's sink when its records reach it unchanged; None otherwise."""
@@ -92,11 +95,5 @@ class FastRecordMixin(Target):
             sink.tally_record_read(len(part))
             sink.take_records(part)  # type: ignore[attr-defined]
             sink.record_counter_metric.increment(len(part))
-            if sink.current_size >= sink.max_size:
-                self.logger.info(
-                    "Target sink for '%s' is full. Current size is '%s'. Draining...",
-                    sink.stream_name,
-                    sink.current_size,
-                )
-                self.drain_one(sink)
+            self._drain_if_full(sink)
         self._handle_max_record_age()
