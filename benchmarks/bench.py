@@ -487,7 +487,8 @@ def main(argv: list[str] | None = None) -> int:
         "--baseline",
         metavar="PATH",
         help="also measure the connectors of an older checkout at PATH (its PYTHONPATH), "
-        "in the same rounds, as the version 'before' (RECORD messages)",
+        "in the same rounds, as the version 'before' (BATCH messages for meltano, as the "
+        "working tree, unless --no-batch)",
     )
     parser.add_argument("--label", default="", help="a name for this run in the JSON")
     args = parser.parse_args(argv)
@@ -497,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True)
     versions = [Version("", child_env(None), args.batch)]
     if args.baseline:
-        versions.insert(0, Version("before", child_env(args.baseline), False))
+        versions.insert(0, Version("before", child_env(args.baseline), args.batch))
     signal.signal(signal.SIGTERM, _interrupted)  # stop the sandboxes (finally) on SIGTERM too
     for version in versions:  # warm-up: bytecode caches written, imports cached by the OS
         for name in ("tap-optouts", "target-optouts"):
