@@ -37,6 +37,7 @@ FIGURES = (
     "tap:optizmo",
     "target:checkmarket",
     "target:optizmo",
+    "target:slicktext",
     "target:slicktext-v2",
     "pipe",
     "meltano",
@@ -176,23 +177,25 @@ def build(args: argparse.Namespace, work: Path, env: dict[str, str]) -> list[Fig
     if write is not None:
         phones = work / "recorded-phones.jsonl"
         phones_count = 0
-        if "target:slicktext-v2" in wanted:
+        if {"target:slicktext", "target:slicktext-v2"} & set(wanted):
             config = write_json(work / "tap-phones.json", sc.tap_config(reader(), "slicktext"))
             phones_count = record(cli("tap-optouts", config), env, phones, args.slicktext_size)
             print(f"recorded {phones_count:,} SlickText numbers for target:slicktext-v2")
         count = sum(1 for line in emails.open("rb") if b'"RECORD"' in line)
-        for destination in ("checkmarket", "optizmo", "slicktext-v2"):
+        for destination in ("checkmarket", "optizmo", "slicktext", "slicktext-v2"):
             name = f"target:{destination}"
             if name not in wanted:
                 continue
-            source = phones if destination == "slicktext-v2" else emails
-            n = phones_count if destination == "slicktext-v2" else count
+            by_phone = destination.startswith("slicktext")
+            source = phones if by_phone else emails
+            n = phones_count if by_phone else count
             config = write_json(
                 work / f"target-{destination}.json", sc.target_config(write, [destination])
             )
             expected = {
                 "checkmarket": f"ceil(N / 1,000) POSTs = {math.ceil(n / 1000):,}",
                 "optizmo": "a constant: prepare-upload + PUT + status polls",
+                "slicktext": f"1 POST per opt-out = {n:,}",
                 "slicktext-v2": f"<= 1.01 per opt-out = {math.floor(n * 1.01):,}",
             }[destination]
             figures.append(
@@ -435,6 +438,8 @@ def budget(summary: dict[str, dict[str, Any]]) -> list[tuple[str, str, bool]]:
                     optizmo <= OPTIZMO_CONSTANT,
                 )
             )
+        if name == "target:slicktext":
+            rows.append((f"{name}: 1 request per opt-out", f"{total / n:.4f}", total <= n))
         if name == "target:slicktext-v2":
             rows.append(
                 (f"{name}: <= 1.01 requests per opt-out", f"{total / n:.4f}", total <= 1.01 * n)
@@ -474,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=200_000, help="opt-outs per list")
     parser.add_argument("--big", type=int, default=1_000_000, help="the meltano run's list")
-    parser.add_argument("--slicktext-size", type=int, default=10_000, help="target:slicktext-v2")
+    parser.add_argument("--slicktext-size", type=int, default=10_000, help="target:slicktext*")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--figures", default=",".join(FIGURES), help="comma separated")
     parser.add_argument(

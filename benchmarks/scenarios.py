@@ -136,7 +136,8 @@ def tap_config(sandbox: SandboxProcess, source: str) -> dict[str, Any]:
 
 def target_config(sandbox: SandboxProcess, destinations: list[str]) -> dict[str, Any]:
     """The target writing to `destinations` (checkmarket, optizmo = the spare email list,
-    slicktext-v2). Origins are not skipped: the recorded streams come from the providers."""
+    slicktext (legacy), slicktext-v2). Origins are not skipped: the recorded streams come
+    from the providers."""
     config: dict[str, Any] = {"skip_origin": False}
     if "checkmarket" in destinations:
         config["checkmarket"] = {
@@ -151,6 +152,12 @@ def target_config(sandbox: SandboxProcess, destinations: list[str]) -> dict[str,
             "api_key": C.OPTIZMO_API_KEY,
             "email_list_id": C.OPTIZMO_SPARE_EMAIL_LIST_ID,
             "poll_interval_seconds": 0.2,
+        }
+    if "slicktext" in destinations:
+        config["slicktext"] = {
+            "base_url": sandbox.base("slicktext"),
+            "public_key": C.SLICKTEXT_PUBLIC_KEY,
+            "private_key": C.SLICKTEXT_PRIVATE_KEY,
         }
     if "slicktext-v2" in destinations:
         config["slicktext"] = {
