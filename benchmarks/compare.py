@@ -16,6 +16,7 @@ def cell(s: dict[str, Any]) -> str:
         f"{s['records_per_second_median']:,.0f}/s "
         f"({s['records_per_second_min']:,.0f}-{s['records_per_second_max']:,.0f}); "
         f"x{s['ratio_median']:.3f} ({s['ratio_min']:.3f}-{s['ratio_max']:.3f})"
+        + (f"; loop x{s['loop_ratio_median']:.3f}" if "loop_ratio_median" in s else "")
     )
 
 
@@ -26,7 +27,8 @@ def rss(s: dict[str, Any]) -> str:
 def table(report: dict[str, Any]) -> str:
     summary = report["summary"]
     lines = [
-        "| figure | records | before: wall median (min-max); records/s; ratio to reference "
+        "| figure | records | before: wall median (min-max); records/s; ratio to the reference "
+        "(whole process; loop: to its loop alone) "
         "| after: the same | speed-up (median wall) | requests before / after (budget) "
         "| peak RSS MB before / after |",
         "|" + "---|" * 7,
@@ -48,6 +50,12 @@ def table(report: dict[str, Any]) -> str:
             f"| {before['requests_median']:,.0f} / {after['requests_median']:,.0f} "
             f"({after['requests_expected']}) | {rss(before)} / {rss(after)} |"
         )
+    if report.get("budget"):
+        lines += ["", "| budget | measured (median) | met |", "|---|---|---|"]
+        lines += [
+            f"| {b['budget']} | {b['measured']} | {'yes' if b['met'] else 'NO'} |"
+            for b in report["budget"]
+        ]
     return "\n".join(lines)
 
 
