@@ -30,6 +30,8 @@ import procs
 import scenarios as sc
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# The page cap of each tap source's listing (the sandbox's, the tap's page size).
+PAGE_CAPS = {"checkmarket": 1000, "slicktext": 10_000, "slicktext-v2": 10_000}
 FIGURES = (
     "tap:checkmarket",
     "tap:slicktext",
@@ -145,7 +147,6 @@ def build(args: argparse.Namespace, work: Path, env: dict[str, str]) -> list[Fig
 
     write = sandbox("write", args.size, "optizmo") if need & {"target", "pipe"} else None
     emails = work / "recorded-optizmo.jsonl"
-    pages = {"checkmarket": 1000, "slicktext": 10_000, "slicktext-v2": 10_000}
     for source in ("checkmarket", "slicktext", "slicktext-v2", "optizmo"):
         name = f"tap:{source}"
         if name not in wanted and not (source == "optizmo" and need & {"target", "pipe"}):
@@ -162,7 +163,7 @@ def build(args: argparse.Namespace, work: Path, env: dict[str, str]) -> list[Fig
         elif source == "slicktext-v2":
             expected = "ceil(n / 10,000) per status (unsubscribed, blocked)"
         else:
-            per = pages[source]
+            per = PAGE_CAPS[source]
             expected = f"ceil(N / {per:,}) pages = {math.ceil(count / per):,}"
         figures.append(
             Figure(
@@ -396,12 +397,9 @@ def budget(summary: dict[str, dict[str, Any]]) -> list[tuple[str, str, bool]]:
                     speed >= TAP_RECORDS_PER_SECOND and ratio >= TAP_RATIO,
                 )
             )
-        pages = {
-            "tap:checkmarket": ("checkmarket GET", 1000),
-            "tap:slicktext": ("slicktext GET", 10_000),
-        }
-        if name in pages:
-            kind, cap = pages[name]
+        source = name.removeprefix("tap:")
+        if source in ("checkmarket", "slicktext"):  # one listing each: pages are exact
+            kind, cap = f"{source} GET", PAGE_CAPS[source]
             rows.append(
                 (
                     f"{name}: ceil(N / {cap:,}) pages",

@@ -9,6 +9,8 @@ import json
 import sys
 from typing import Any
 
+from bench import budget_table
+
 
 def cell(s: dict[str, Any]) -> str:
     return (
@@ -51,11 +53,8 @@ def table(report: dict[str, Any]) -> str:
             f"({after['requests_expected']}) | {rss(before)} / {rss(after)} |"
         )
     if report.get("budget"):
-        lines += ["", "| budget | measured (median) | met |", "|---|---|---|"]
-        lines += [
-            f"| {b['budget']} | {b['measured']} | {'yes' if b['met'] else 'NO'} |"
-            for b in report["budget"]
-        ]
+        rows = [(b["budget"], b["measured"], b["met"]) for b in report["budget"]]
+        lines += ["", budget_table(rows)]
     return "\n".join(lines)
 
 
