@@ -128,9 +128,12 @@ def run(command: list[str], stdin: bytes | None = None) -> subprocess.CompletedP
     return subprocess.run(command, input=stdin, capture_output=True, timeout=120, check=False)
 
 
-def tap_with_faults(tmp: Path, switches: dict[str, Any], **settings: Any) -> dict[str, Any]:
+def tap_with_faults(
+    tmp: Path, name: str, switches: dict[str, Any], **settings: Any
+) -> dict[str, Any]:
+    """`name` names the config file: the runs go side by side, in threads, in one folder."""
     with running_sandbox(size=20, **switches) as server:
-        path = tmp / f"tap-{len(list(tmp.iterdir()))}.json"
+        path = tmp / f"tap-{name}.json"
         path.write_text(json.dumps(tap_config(server, **settings)))
         result = run([str(TAP_BIN), "--config", str(path)])
         return {"result": result, "stats": control(server, "stats")}
@@ -155,11 +158,12 @@ def runs(tmp_path_factory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("calls")
     with ThreadPoolExecutor(max_workers=3) as pool:
         return {
-            "tap": pool.submit(tap_with_faults, tmp, FAULTS),
+            "tap": pool.submit(tap_with_faults, tmp, "tap", FAULTS),
             "target": pool.submit(target_with_faults, tmp, FAULTS),
             "capped": pool.submit(
                 tap_with_faults,
                 tmp,
+                "capped",
                 {"error_rate": 1.0, "error_status": 503},
                 providers=("checkmarket",),
                 max_total_wait_seconds=1,
