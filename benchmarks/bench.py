@@ -181,7 +181,7 @@ def build(args: argparse.Namespace, work: Path, env: dict[str, str]) -> list[Fig
         if {"target:slicktext", "target:slicktext-v2"} & set(wanted):
             config = write_json(work / "tap-phones.json", sc.tap_config(reader(), "slicktext"))
             phones_count = record(cli("tap-optouts", config), env, phones, args.slicktext_size)
-            print(f"recorded {phones_count:,} SlickText numbers for target:slicktext-v2")
+            print(f"recorded {phones_count:,} SlickText numbers for the target:slicktext figures")
         count = sum(1 for line in emails.open("rb") if b'"RECORD"' in line)
         for destination in ("checkmarket", "optizmo", "slicktext", "slicktext-v2"):
             name = f"target:{destination}"

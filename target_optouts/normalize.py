@@ -34,27 +34,33 @@ MAX_EMAIL_LENGTH = 254
 MAX_LOCAL_LENGTH = 64
 
 _LOCAL_TEXT = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-_LOCAL = re.compile(_LOCAL_TEXT)
+# A domain label: 1-63 letters, digits and inner hyphens; a top-level domain.
+_LABEL_TEXT = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_TLD_TEXT = r"(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})"
 # Each is matched whole (fullmatch: `$` would let a value end in a newline).
-_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
-_TLD = re.compile(r"(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})")
+_LOCAL = re.compile(_LOCAL_TEXT)
+_LABEL = re.compile(_LABEL_TEXT)
+_TLD = re.compile(_TLD_TEXT)
 _MD5 = re.compile(r"^[0-9a-fA-F]{32}$")
 # Digits that may start with a country code: 11+ digits, so that a mistyped 10-digit
 # national number is not read as some other country's number.
 _DIGITS = re.compile(r"^\d{11,15}$")
-# A domain's rules at once: labels of 1-63 letters, digits and inner hyphens, at least two,
-# the last a TLD.
-_LABEL_TEXT = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-_VALID_DOMAIN = re.compile(
-    rf"(?:{_LABEL_TEXT}\.)+(?={_LABEL_TEXT}\Z)(?:[a-z]{{2,63}}|xn--[a-z0-9-]{{1,59}})"
-)
+
+
+def _domain_text(end: str) -> str:
+    """A domain's rules at once, the domain followed by `end`: at least two labels, the last
+    a top-level domain."""
+    return rf"(?:{_LABEL_TEXT}\.)+(?={_LABEL_TEXT}{end}){_TLD_TEXT}"
+
+
+_VALID_DOMAIN = re.compile(_domain_text(r"\Z"))
 # The rules of `passes_email_rules` for a line of lowered values joined by newlines, so that
 # a block of addresses is checked in one pass: the whole line at most 254 characters, the
 # local part (up to the only '@') at most 64, then the local part's and the domain's patterns.
+_LINE_END = r"(?:\n|\Z)"
 _EMAIL_LINE = (
-    rf"(?=[^\n]{{1,{MAX_EMAIL_LENGTH}}}(?:\n|\Z))(?=[^@\n]{{1,{MAX_LOCAL_LENGTH}}}@)"
-    rf"{_LOCAL_TEXT}@(?:{_LABEL_TEXT}\.)+(?={_LABEL_TEXT}(?:\n|\Z))"
-    r"(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})"
+    rf"(?=[^\n]{{1,{MAX_EMAIL_LENGTH}}}{_LINE_END})(?=[^@\n]{{1,{MAX_LOCAL_LENGTH}}}@)"
+    rf"{_LOCAL_TEXT}@{_domain_text(_LINE_END)}"
 )
 _EMAIL_LINES = re.compile(rf"(?:{_EMAIL_LINE}\n)*{_EMAIL_LINE}")
 ADDRESS_FIELDS = frozenset((*EMAIL_FIELDS, *PHONE_FIELDS, PLAIN_FIELD, HASH_FIELD))

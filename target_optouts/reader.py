@@ -23,6 +23,8 @@ from collections import Counter
 import msgspec
 from singer_sdk.contrib.msgspec import MsgSpecReader, decoder
 
+from target_optouts.lines import line_count, whole_line_chunks
+
 logger = logging.getLogger("target-optouts")
 
 # RECORD messages of one stream handed over at a time (see the module docstring).
@@ -149,40 +151,26 @@ class OptoutsReader(MsgSpecReader):
         (`parse`, which rejects it with its number)."""
         read = getattr(source, "read1", None)
         if read is None:  # text: line by line
-            for raw in source:
-                self.line_number += 1
-                message = self.parse(raw)
-                if message is not None:
-                    yield message
+            yield from self._parse_lines(source)
             return
-        rest = b""
-        while True:
-            data = read(CHUNK_BYTES)
-            if data:
-                data = rest + data
-                cut = data.rfind(b"\n") + 1
-                chunk, rest = data[:cut], data[cut:]
-                if not chunk:
-                    continue
-            else:
-                chunk, rest = rest, b""
-                if not chunk:
-                    return
+        for chunk in whole_line_chunks(read, CHUNK_BYTES):
             messages = self._decode_chunk(chunk)
-            if messages is not None:
-                first = self.line_number + 1
-                for message in messages:
-                    self.line_number += 1
-                    self._chunk = (chunk, first)
-                    yield message
-            else:
-                for raw in chunk.splitlines(keepends=True):
-                    self.line_number += 1
-                    message = self.parse(raw)
-                    if message is not None:
-                        yield message
-            if not data:
-                return
+            if messages is None:
+                yield from self._parse_lines(chunk.splitlines(keepends=True))
+                continue
+            first = self.line_number + 1
+            for message in messages:
+                self.line_number += 1
+                self._chunk = (chunk, first)
+                yield message
+
+    def _parse_lines(self, lines: t.Iterable[bytes | str]) -> t.Iterator[dict[str, t.Any]]:
+        """Each line's message (`parse`: a line that is not one is rejected with its number)."""
+        for raw in lines:
+            self.line_number += 1
+            message = self.parse(raw)
+            if message is not None:
+                yield message
 
     def _decode_chunk(self, chunk: bytes) -> list[dict[str, t.Any]] | None:
         """A chunk's messages, when each of its lines is one (a JSON object with a type)."""
@@ -190,8 +178,7 @@ class OptoutsReader(MsgSpecReader):
             messages = decoder.decode_lines(chunk)  # the SDK's: numbers as Decimal
         except (msgspec.DecodeError, UnicodeDecodeError):
             return None
-        lines = chunk.count(b"\n") + (not chunk.endswith(b"\n"))
-        if len(messages) != lines:  # a blank line
+        if len(messages) != line_count(chunk):  # a blank line
             return None
         for message in messages:
             if type(message) is not dict or type(message.get("type")) is not str:

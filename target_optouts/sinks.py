@@ -28,6 +28,7 @@ from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.sinks import BatchSink
 
 from optouts_providers.redact import redact
+from target_optouts.lines import line_count, whole_line_chunks
 from target_optouts.normalize import (
     BlockPlan,
     OptOut,
@@ -283,34 +284,23 @@ def _read_records(
     thousands of lines), each block with its number of non-blank lines. A line that is not
     JSON is rejected, with its number; the others are read."""
     number = 0  # lines before the block
-    rest = b""
-    while True:
-        chunk = handle.read(READ_BYTES)
-        if chunk:
-            block = rest + chunk
-            cut = block.rfind(b"\n") + 1
-            block, rest = block[:cut], block[cut:]
-        else:
-            block, rest = rest, b""
-        if block:
-            try:
-                records = decoder.decode_lines(block)  # the SDK's: numbers as Decimal
-                number += block.count(b"\n") + (not block.endswith(b"\n"))
-                yield records, len(records)
-            except (msgspec.DecodeError, UnicodeDecodeError):
-                records, lines = [], 0
-                for line in block.splitlines():
-                    number += 1
-                    if not line.strip():
-                        continue
-                    lines += 1
-                    try:
-                        records.append(decoder.decode(line))
-                    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-                        reject(f"line {number} of batch file {name!r} is not JSON ({exc})")
-                yield records, lines
-        if not chunk:
-            return
+    for block in whole_line_chunks(handle.read, READ_BYTES):
+        try:
+            records = decoder.decode_lines(block)  # the SDK's: numbers as Decimal
+            number += line_count(block)
+            yield records, len(records)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            records, lines = [], 0
+            for line in block.splitlines():
+                number += 1
+                if not line.strip():
+                    continue
+                lines += 1
+                try:
+                    records.append(decoder.decode(line))
+                except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+                    reject(f"line {number} of batch file {name!r} is not JSON ({exc})")
+            yield records, lines
 
 
 # Bytes of a batch file read at a time.
