@@ -16,7 +16,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -26,12 +25,8 @@ from typing import Any
 
 from optouts_sandbox import credentials as C
 from optouts_sandbox.server import SandboxHTTPServer
-from tests.sandbox_support import SECRETS, tap_config
+from tests.sandbox_support import SECRETS, TAP_BIN, TARGET_BIN, tap_config
 from tests.test_target_support import target_config
-
-BIN = Path(sys.executable).parent
-TAP_BIN = BIN / "tap-optouts"
-TARGET_BIN = BIN / "target-optouts"
 
 LOG_CONFIG = """\
 version: 1

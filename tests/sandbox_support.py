@@ -28,6 +28,10 @@ SECRETS = (
     C.OPTIZMO_API_KEY,
 )
 PROVIDERS = ("checkmarket", "slicktext", "optizmo")
+# The connectors' executables in the venv the tests run in.
+BIN = Path(sys.executable).parent
+TAP_BIN = BIN / "tap-optouts"
+TARGET_BIN = BIN / "target-optouts"
 
 
 @contextmanager
@@ -86,10 +90,10 @@ def configure(
 ) -> dict[str, Any]:
     """A copy of `config` for `providers` only, with `overrides`: a dict override is merged
     into the provider's settings, any other replaces the setting."""
+    merged = copy.deepcopy(config)
     for name in PROVIDERS:
         if name not in providers:
-            config.pop(name)
-    merged = copy.deepcopy(config)
+            merged.pop(name)
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key].update(value)
@@ -165,7 +169,7 @@ def run_process(
     tag = uuid.uuid4().hex[:8]
     config_path = Path(tmp_path) / f"config-{tag}.json"
     config_path.write_text(json.dumps(config))
-    command = [str(Path(sys.executable).parent / executable), "--config", str(config_path)]
+    command = [str(BIN / executable), "--config", str(config_path)]
     if state is not None:
         state_path = Path(tmp_path) / f"state-{tag}.json"
         state_path.write_text(json.dumps(state))

@@ -6,7 +6,6 @@ import itertools
 import json
 import math
 import subprocess
-import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -23,9 +22,9 @@ from optouts_providers.timeutil import to_rfc3339
 from optouts_sandbox import credentials as C
 from optouts_sandbox.checkmarket import CheckMarketEmulator
 from optouts_sandbox.server import SandboxHTTPServer
-from tests.sandbox_support import control, running_sandbox, tap_config
+from tests.sandbox_support import TAP_BIN, control, running_sandbox, tap_config
 
-TAP = str(Path(sys.executable).parent / "tap-optouts")
+TAP = str(TAP_BIN)
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 HEADERS = {wire.MASTER_KEY_HEADER: C.CHECKMARKET_MASTER_KEY, wire.KEY_HEADER: C.CHECKMARKET_KEY}
 FAST_RETRY = RetryPolicy(max_tries=12, base_seconds=0.01, cap_seconds=0.05, max_wait_seconds=60)

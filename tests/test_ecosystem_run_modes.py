@@ -9,7 +9,6 @@ import json
 import re
 import shlex
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 from optouts_sandbox import credentials as C
 from tests.meltano_support import ensure_installed, meltano, sandbox_env
 from tests.sandbox_support import (
+    BIN,
     control,
     held_addresses,
     missing_from_union,
@@ -82,7 +82,7 @@ def test_meltano_config_test_passes_for_tap_and_target(tmp_path):
 def _pipe(tmp_path: Path, tap: dict, target: dict, state_in: Path | None, state_out: Path):
     """`tap-optouts --config tap.json [--state s.json] | target-optouts --config t.json > out`,
     run by bash as a user would type it."""
-    bin_dir = Path(sys.executable).parent
+    bin_dir = BIN
     (tmp_path / "tap.json").write_text(json.dumps(tap))
     (tmp_path / "target.json").write_text(json.dumps(target))
     tap_cmd = [str(bin_dir / "tap-optouts"), "--config", str(tmp_path / "tap.json")]

@@ -7,10 +7,8 @@ import json
 import subprocess
 
 from optouts_sandbox import credentials as C
-from tests.sandbox_support import control, running_sandbox, tap_config
-from tests.test_target_support import TARGET_BIN, run_cli, target_config
-
-TAP_BIN = TARGET_BIN.with_name("tap-optouts")
+from tests.sandbox_support import TAP_BIN, control, running_sandbox, tap_config
+from tests.test_target_support import run_cli, target_config
 
 
 def addresses(messages: list[dict], prefix: str) -> tuple[set[str], set[str]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import subprocess
-import sys
 from contextlib import redirect_stdout
 from dataclasses import dataclass
 from decimal import Decimal
@@ -17,8 +16,7 @@ from optouts_sandbox.server import SandboxHTTPServer
 from target_optouts.target import TargetOptouts
 from tests.sandbox_support import PROVIDERS, configure, provider_credentials, run_process
 from tests.sandbox_support import SECRETS as SECRETS
-
-TARGET_BIN = Path(sys.executable).with_name("target-optouts")
+from tests.sandbox_support import TARGET_BIN as TARGET_BIN
 
 
 def target_config(
