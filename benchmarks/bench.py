@@ -43,6 +43,8 @@ FIGURES = (
     "target:slicktext-v2",
     "pipe",
     "meltano",
+    "meltano+ledger",
+    "meltano+ledger:again",
 )
 
 
@@ -228,8 +230,9 @@ def build(args: argparse.Namespace, work: Path, env: dict[str, str]) -> list[Fig
                     reset=True,
                 )
             )
-    if "meltano" in wanted:
-        figures.append(meltano_figure(work, env, sandbox("big", args.big, "optizmo")))
+    melted = [f for f in wanted if f.startswith("meltano")]
+    if melted:
+        figures += meltano_figures(work, env, sandbox("big", args.big, "optizmo"), melted)
     return figures
 
 
@@ -238,7 +241,12 @@ def _from_file(command: list[str], source: Path, env: dict[str, str]) -> procs.M
         return procs.run(command, env=env, stdin=handle)
 
 
-def meltano_figure(work: Path, env: dict[str, str], big: sc.SandboxProcess) -> Figure:
+def meltano_figures(
+    work: Path, env: dict[str, str], big: sc.SandboxProcess, wanted: list[str]
+) -> list[Figure]:
+    """`meltano run tap-optouts target-optouts` on the big list: with the ledger off
+    (`meltano`), with a new SQLite ledger (`meltano+ledger`), and again right after on the same
+    sandbox data and ledger (`meltano+ledger:again`: everything known, no write request)."""
     meltano = sc.meltano_executable()
     install = work / "meltano-0"
     install.mkdir()
@@ -255,23 +263,43 @@ def meltano_figure(work: Path, env: dict[str, str], big: sc.SandboxProcess) -> F
     count = record(cli("tap-optouts", config), env, recorded)
     print(f"recorded the big list: {count:,} records", flush=True)
     runs = iter(range(1, 10_000))
+    last_ledger: list[Path] = []
 
-    def run(version: Version) -> procs.Measured:
-        folder = work / f"meltano-{next(runs)}"
-        folder.mkdir()
-        run_env = sc.meltano_env(version.env, big, folder, batch=version.batch)
-        command = [meltano, "run", "tap-optouts", "target-optouts"]
-        return procs.run(command, env=run_env, cwd=sc.ROOT)
+    def runner(ledger: str) -> Callable[[Version], procs.Measured]:
+        def run(version: Version) -> procs.Measured:
+            folder = work / f"meltano-{next(runs)}"
+            folder.mkdir()
+            run_env = sc.meltano_env(version.env, big, folder, batch=version.batch)
+            if ledger == "off":
+                run_env["TARGET_OPTOUTS_LEDGER_URL"] = ""
+            else:
+                if ledger == "new" or not last_ledger:
+                    last_ledger[:] = [folder / "ledger" / "ledger.sqlite"]
+                run_env["TARGET_OPTOUTS_LEDGER_URL"] = f"sqlite:///{last_ledger[0]}"
+            command = [meltano, "run", "tap-optouts", "target-optouts"]
+            return procs.run(command, env=run_env, cwd=sc.ROOT)
 
-    return Figure(
-        "meltano",
-        count,
-        run,
-        ("write", recorded),
-        big,
-        "CheckMarket ceil(N / 1,000) + Optizmo a constant + tap 2 (+1 per empty list)",
-        reset=True,
-    )
+        return run
+
+    writes = "CheckMarket ceil(N / 1,000) + Optizmo a constant + tap 2 (+1 per empty list)"
+    known = {
+        "meltano": ("off", writes, True),
+        "meltano+ledger": ("new", writes, True),
+        "meltano+ledger:again": ("again", "tap 2 (+1 per empty list), no write", False),
+    }
+    return [
+        Figure(
+            name,
+            count,
+            runner(known[name][0]),
+            ("write", recorded),
+            big,
+            known[name][1],
+            reset=known[name][2],
+        )
+        for name in wanted
+        if name in known
+    ]
 
 
 def measure(figures: list[Figure], rounds: int, work: Path) -> None:
@@ -372,6 +400,8 @@ TAP_RECORDS_PER_SECOND = 60_000
 TAP_RATIO = 0.25
 TARGET_RECORDS_PER_SECOND = 60_000
 MELTANO_WALL_SECONDS = 20.0
+LEDGER_OVERHEAD = 0.15  # the ledger's cost on the meltano run
+WRITE_KINDS = ("checkmarket POST", "slicktext POST", "optizmo-collect POST", "optizmo PUT")
 PEAK_RSS_MB = 150.0
 # Requests an Optizmo download or bulk upload may make, whatever its size (prepare, polls,
 # the file; prepare-upload, PUT, status polls).
@@ -419,7 +449,7 @@ def budget(summary: dict[str, dict[str, Any]]) -> list[tuple[str, str, bool]]:
                     speed >= TARGET_RECORDS_PER_SECOND,
                 )
             )
-        if name in ("target:checkmarket", "pipe", "meltano"):
+        if name in ("target:checkmarket", "pipe", "meltano", "meltano+ledger"):
             posts = kinds.get("checkmarket POST", 0)
             rows.append(
                 (
@@ -428,7 +458,7 @@ def budget(summary: dict[str, dict[str, Any]]) -> list[tuple[str, str, bool]]:
                     posts == math.ceil(n / 1000),
                 )
             )
-        if name in ("target:optizmo", "pipe", "meltano"):
+        if name in ("target:optizmo", "pipe", "meltano", "meltano+ledger"):
             rows.append(
                 (
                     f"{name}: Optizmo requests a constant (<= {OPTIZMO_CONSTANT})",
@@ -442,6 +472,36 @@ def budget(summary: dict[str, dict[str, Any]]) -> list[tuple[str, str, bool]]:
             rows.append(
                 (f"{name}: <= 1.01 requests per opt-out", f"{total / n:.4f}", total <= 1.01 * n)
             )
+        if name == "meltano+ledger" and "meltano" in summary:
+            off, on = summary["meltano"]["wall_median"], s["wall_median"]
+            rows.append(
+                (
+                    f"meltano run with the ledger (SQLite) within {LEDGER_OVERHEAD:.0%} of "
+                    "the same run without it",
+                    f"{on:.2f} s vs {off:.2f} s (x{on / off:.3f})",
+                    on <= (1 + LEDGER_OVERHEAD) * off,
+                )
+            )
+        if name == "meltano+ledger:again":
+            writes = sum(v for k, v in kinds.items() if k in WRITE_KINDS)
+            rows.append(
+                (
+                    f"meltano run again, {n:,} known opt-outs: no write request",
+                    f"{writes} writes, {s['wall_median']:.2f} s",
+                    writes == 0,
+                )
+            )
+        if name.startswith("meltano"):
+            for role in ("tap-optouts", "target-optouts"):
+                mb = s["peak_rss_mb"].get(role, 0.0)
+                if name != "meltano":
+                    rows.append(
+                        (
+                            f"{name}, {n:,} rows: {role} peak RSS <= {PEAK_RSS_MB:.0f} MB",
+                            f"{mb:.0f} MB",
+                            mb <= PEAK_RSS_MB,
+                        )
+                    )
         if name == "meltano":
             wall = s["wall_median"]
             rows.append(

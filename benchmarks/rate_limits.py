@@ -7,11 +7,12 @@ Starts the sandbox (its own process, on a free loopback port) with SlickText's n
 new-API client then opts numbers out (one listing, then one POST per number) for `--seconds`
 (longer than the 60-second window, so that both limits apply). A second measurement does the
 same with the legacy API against a window the client is not told about (4 a second): there the
-client paces by the rate-limit headers alone.
+client paces by the rate-limit headers alone (it learns the window from them).
 
 Reported: requests, elapsed seconds, requests a second, the share of the allowed rate used,
 the number and share of 429 answers (the sandbox's count), the time the client spent waiting.
-Goal (issue 4): at least 90% of the allowed rate used, under 1% of requests answered 429.
+Goal: at least 90% of the allowed rate used, under 1% of requests answered 429, by both
+clients (the exit status is 1 when either misses it).
 """
 
 from __future__ import annotations
@@ -137,8 +138,15 @@ def main() -> int:
         print(" | ".join(str(row[column]) for column in columns))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
-    goal = all(r["share_of_allowed_rate"] >= 0.9 and r["share_429"] < 0.01 for r in figures[:1])
-    print("goal (>= 90% of the allowed rate, < 1% 429s) met:", goal)
+    met = {
+        r["client"]: r["share_of_allowed_rate"] >= 0.9 and r["share_429"] < 0.01 for r in figures
+    }
+    for client, ok in met.items():
+        print(
+            f"goal (>= 90% of the allowed rate, < 1% 429s), {client}: {'met' if ok else 'MISSED'}"
+        )
+    goal = all(met.values())
+    print("goal met by both APIs:", goal)
     return 0 if goal else 1
 
 

@@ -16,6 +16,8 @@
 - A `Pacer` (throttle.py) keeps requests inside the provider's windows and sleeps when the
   provider says a window is spent, so that 429s are the exception, not the way the limit is
   found.
+- Every request, answered or not, is one SDK `http_request_duration` metric (provider,
+  method, endpoint, status), as the SDK's own REST streams log it.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import backoff
 import msgspec
 import requests
 from requests.adapters import HTTPAdapter
+from singer_sdk import metrics
 
 from optouts_providers.redact import redact, strip_query
 from optouts_providers.throttle import CallStats as CallStats
@@ -115,6 +118,11 @@ def is_loopback(host: str | None) -> bool:
 def check_url(url: str) -> str:
     """Refuse anything but https, or http to a loopback host (the sandbox)."""
     parts = urlsplit(url)
+    if parts.netloc.endswith(":"):
+        raise ValueError(
+            f"URL {url!r} has an empty port: is a variable it is built from unset "
+            "(OPTOUTS_SANDBOX_PORT, in meltano.yml's sandbox environment)?"
+        )
     if parts.scheme == "https" and parts.hostname:
         return url
     if parts.scheme == "http" and is_loopback(parts.hostname):
@@ -146,6 +154,26 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, (when - current).total_seconds())
 
 
+def log_request_metric(
+    provider: str, method: str, endpoint: str, status: int | None, seconds: float
+) -> None:
+    """One `http_request_duration` timer point, in the SDK's form (`METRIC: {...}`)."""
+    succeeded = status is not None and status < 400
+    point = metrics.Point(
+        "timer",
+        metric=metrics.Metric.HTTP_REQUEST_DURATION,
+        value=round(seconds, 6),
+        tags={
+            "provider": provider,
+            "method": method,
+            metrics.Tag.ENDPOINT: redact(endpoint),
+            metrics.Tag.HTTP_STATUS_CODE: status,
+            metrics.Tag.STATUS: metrics.Status.SUCCEEDED if succeeded else metrics.Status.FAILED,
+        },
+    )
+    metrics.log(metrics.get_metrics_logger(), point)
+
+
 def _full_jitter(policy: RetryPolicy, attempt: int, server_wait: float | None) -> float:
     """The wait before retry `attempt`: full-jitter exponential, or the server's wait plus a
     little (jitter only lengthens a server-given wait)."""
@@ -162,6 +190,15 @@ class RetryPolicy:
     cap_seconds: float = 60.0
     # The longest one request may keep retrying (waits and tries together).
     max_wait_seconds: float = 900.0
+
+
+def http_options(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Retry policy and timeouts for a provider client, from a connector's settings
+    (max_retry_wait_seconds, request_timeout_seconds): the same in the tap and the target."""
+    return {
+        "retry": RetryPolicy(max_wait_seconds=float(config.get("max_retry_wait_seconds", 900))),
+        "timeout": (10.0, float(config.get("request_timeout_seconds", 60))),
+    }
 
 
 def decode_json(response: requests.Response) -> Any:
@@ -323,6 +360,7 @@ class ProviderSession:
         def once() -> requests.Response:
             slot = self._pace(method, endpoint)
             self.stats.requests += 1
+            started = time.monotonic()
             try:
                 response = self.session.request(
                     method,
@@ -342,9 +380,15 @@ class ProviderSession:
                 requests.exceptions.ChunkedEncodingError,
             ) as exc:
                 self.pacer.answered(slot, None)
+                log_request_metric(
+                    self.provider, method, endpoint, None, time.monotonic() - started
+                )
                 raise RetryableProviderError(
                     self.provider, method, endpoint, detail=type(exc).__name__
                 ) from None
+            log_request_metric(
+                self.provider, method, endpoint, response.status_code, time.monotonic() - started
+            )
             self.pacer.answered(slot, response)
             response._optouts_where = (self.provider, method, endpoint)  # type: ignore[attr-defined]
             status = response.status_code

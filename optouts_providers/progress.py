@@ -1,8 +1,10 @@
 """Progress lines a person can follow in a long run, in one form: `<what>: key=value ...`.
 
-How often: `OPTOUTS_PROGRESS_SECONDS` (default 30) is the least time between two progress lines
-of one stream, download or upload; 0 logs one at every check (each 1,024 records, each chunk
-of a download, each poll). Start and end lines are always logged; nothing is logged per record.
+How often: the connector's `progress_interval_seconds` setting (default 30; with no setting,
+the environment variable `OPTOUTS_PROGRESS_SECONDS`) is the least time between two progress
+lines of one stream, download or upload; 0 logs one at every check (each 1,024 records, each
+chunk of a download, each poll). Start and end lines are always logged; nothing is logged per
+record.
 """
 
 from __future__ import annotations
@@ -16,7 +18,18 @@ DEFAULT_SECONDS = 30.0
 ENV = "OPTOUTS_PROGRESS_SECONDS"
 
 
+_configured: float | None = None
+
+
+def configure(seconds: float | None) -> None:
+    """Set the interval from the connector's setting; None (unset) leaves the environment's."""
+    global _configured
+    _configured = None if seconds is None else max(0.0, float(seconds))
+
+
 def interval_seconds() -> float:
+    if _configured is not None:
+        return _configured
     raw = os.environ.get(ENV, "").strip()
     try:
         seconds = float(raw) if raw else DEFAULT_SECONDS

@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any
 
 MASK = "***"
+METRIC_MESSAGE = "METRIC: %s"  # how the SDK logs a metric point (singer_sdk.metrics.log)
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
@@ -64,15 +65,26 @@ def strip_query(url: str) -> str:
     return url.split("?", 1)[0]
 
 
+class _Redacted(str):
+    """A message already masked. The mark travels in the message's type, not in an attribute
+    of the record: a JSON log formatter prints a record's extra attributes."""
+
+    __slots__ = ()
+
+
 def redact_record(record: logging.LogRecord) -> logging.LogRecord:
     """Mask secrets in a record's message and exception text (in place)."""
-    if getattr(record, "_optouts_redacted", False):
+    if type(record.msg) is _Redacted and record.args is None:
         return record
     try:
         message = record.getMessage()
     except Exception:  # a malformed log call must not break the run
         message = str(record.msg)
-    record.msg = redact(message)
+    masked = redact(message)
+    if masked == message and record.msg == METRIC_MESSAGE:
+        # Kept as logged: the SDK's JSON formatter reads a metric's point from msg and args.
+        return record
+    record.msg = _Redacted(masked)
     record.args = None
     if record.exc_info and record.exc_info[1] is not None:
         exc = record.exc_info[1]
@@ -82,7 +94,6 @@ def redact_record(record: logging.LogRecord) -> logging.LogRecord:
         record.exc_info = (type(exc), exc, None)
     if record.stack_info:
         record.stack_info = redact(record.stack_info)
-    record._optouts_redacted = True  # type: ignore[attr-defined]
     return record
 
 

@@ -1,6 +1,7 @@
 """The settings the tap and the target share, one builder each: the name, type, default,
 secret flag and description that both connectors declare (`--about`). Where the two differ in
-a word (the key's role, what a run is called), the word is the builder's argument."""
+a word (the key's role, what a run is called), the word is the builder's argument. Numbers carry
+their range, so the SDK's config validation refuses a value outside it by the setting's name."""
 
 from __future__ import annotations
 
@@ -71,17 +72,27 @@ def slicktext_new_api() -> list[th.Property]:
         ),
         th.Property(
             "brand_id",
-            th.IntegerType,
+            th.IntegerType(minimum=1),
             description="New API brand id (read from GET /brands when unset).",
         ),
     ]
 
 
+# A positive decimal written as a string ("2.5", not "0" or "abc").
+POSITIVE_DECIMAL = r"^\s*(?=[0-9.]*[1-9])([0-9]+(\.[0-9]*)?|\.[0-9]+)\s*$"
+
+
 def slicktext_requests_per_second() -> th.Property:
+    # A number or a numeric string: Meltano 4.4.1 cannot pass a `decimal` setting given by an
+    # environment variable (it writes a Decimal into the JSON config), so Meltano declares this
+    # one a string, and a fractional rate still reaches the connector. The client parses it.
     return th.Property(
         "requests_per_second",
-        th.NumberType,
-        description="Cap on the request rate (the rate-limit headers are followed in any case).",
+        th.CustomType(
+            {"type": ["number", "string"], "exclusiveMinimum": 0, "pattern": POSITIVE_DECIMAL}
+        ),
+        description="Cap on the request rate, fractions allowed (2.5); the rate-limit headers "
+        "are followed in any case.",
     )
 
 
@@ -108,9 +119,21 @@ def optizmo_poll_interval(polls: str) -> th.Property:
     """`polls`: what is polled ("download", "upload-status")."""
     return th.Property(
         "poll_interval_seconds",
-        th.NumberType,
+        th.NumberType(exclusive_minimum=0),
         default=5,
         description=f"First wait between {polls} polls (it grows).",
+    )
+
+
+# -- Progress --------------------------------------------------------------------------------
+def progress_interval() -> th.Property:
+    # No schema default: the SDK would fill it in, and OPTOUTS_PROGRESS_SECONDS could never apply.
+    return th.Property(
+        "progress_interval_seconds",
+        th.NumberType(minimum=0),
+        description="Least time between two progress lines of one stream, download or upload "
+        "(0: one at every check; unset: OPTOUTS_PROGRESS_SECONDS, else 30). Start, end, status "
+        "changes and retries are always logged.",
     )
 
 
@@ -121,23 +144,31 @@ def http_waits(run: str) -> list[th.Property]:
     return [
         th.Property(
             "request_timeout_seconds",
-            th.NumberType,
+            th.NumberType(exclusive_minimum=0),
             default=60,
             description="Read timeout of one HTTP request; a timeout is retried.",
         ),
         th.Property(
             "max_retry_wait_seconds",
-            th.NumberType,
+            th.NumberType(minimum=0),
             default=900,
             description="Longest total time one request may spend waiting on retries and "
             f"rate limits before the {run} fails.",
         ),
         th.Property(
             "max_total_wait_seconds",
-            th.NumberType,
+            th.NumberType(minimum=0),
             default=3600,
             description=f"Longest time the whole {run} may spend waiting on providers' "
             "failures and throttling (retry waits, Retry-After, spent rate-limit windows; "
             "steady pacing excluded) before it fails.",
         ),
     ]
+
+
+def config_error_line(exc: Exception) -> str:
+    """A refused configuration (the SDK's ConfigValidationError) as one line naming every
+    setting at fault: the last line of stderr, which is what `meltano config test` shows of a
+    failed plugin. Tap and target word it the same."""
+    errors = getattr(exc, "errors", None) or []
+    return f"Config validation failed: {'; '.join(map(str, errors)) or exc}"

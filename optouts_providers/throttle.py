@@ -146,6 +146,10 @@ def total_wait_budget() -> WaitBudget:
     return _process_budget
 
 
+# The widest window (in requests) the pacer learns from headers: it keeps one slot a request.
+MAX_LEARNED_WINDOW = 1000
+
+
 @dataclass
 class Slot:
     """One request's place in the pacer: when it may go, and how long it waited for that."""
@@ -164,7 +168,12 @@ class Pacer:
       has counted a request by the time it answers it, whatever the network delay, so a
       sliding-window limit is never exceeded, and is used to within one round trip per window.
     - Headers: when the provider says `remaining <= reserve`, wait until its reset. With no
-      known window, what remains of the provider's window is spread until it resets.
+      known window, what remains of the provider's window is spread until it resets, until
+      the headers have told the window itself: its size is the limit header, its length the
+      longest reset seen (a reset is never longer than the window: it is at its longest on a
+      window's first request). From then on that window is paced as a known one. Spreading
+      alone uses half of a small window: the reserve, a reset rounded up to whole seconds and
+      the wait counted from the last answer rather than the oldest each cost part of it.
     """
 
     def __init__(
@@ -187,6 +196,8 @@ class Pacer:
         self._clock = clock
         depth = max((count for count, _ in self.windows), default=1)
         self._history: deque[Slot] = deque(maxlen=depth)
+        # Headers alone: learn the provider's window from them (see the class notes).
+        self._learning = headers is not None and not self.windows
         self._spread_next = 0.0
         self._blocked_until = 0.0
         self._lock = threading.Lock()
@@ -237,8 +248,28 @@ class Pacer:
             return
         with self._lock:
             now = self._clock()
+            if self._learning:
+                self._learn_window(response.headers.get(self.headers.limit), left, reset)
             if left <= self.reserve:
                 self._blocked_until = max(self._blocked_until, now + reset)
             elif not self.windows:
                 # Spread what is left of the window over the time until it resets.
                 self._spread_next = max(self._spread_next, now + reset / (left + 1))
+
+    def _learn_window(self, raw_limit: str | None, left: int, reset: float) -> None:
+        """Take (limit, longest reset seen) as the provider's window (caller holds the lock).
+        Only headers that describe one window are believed: a request was just counted, so
+        what remains is below the limit (a limit per second beside what remains of a longer
+        window, say, is not one window)."""
+        try:
+            count = int(float(raw_limit)) if raw_limit is not None else 0
+        except (ValueError, OverflowError):
+            return
+        if not 1 <= count <= MAX_LEARNED_WINDOW or not 0 <= left < count:
+            return
+        if self.windows and self.windows[0][0] == count and self.windows[0][1] >= reset:
+            return
+        self.windows = [(count, reset)]
+        self.reserve = 0
+        if (self._history.maxlen or 0) < count:
+            self._history = deque(self._history, maxlen=count)

@@ -3,7 +3,8 @@
 optouts-sandbox serve  [--port 8765] [--size 300] [--seed 7] [--switch KEY=JSON ...]
                        [--only checkmarket,slicktext,optizmo]
 optouts-sandbox start  [same options]   start in the background, wait until it answers
-optouts-sandbox stop                     stop the background sandbox
+optouts-sandbox stop [--force]           stop the background sandbox (one it only kept: not
+                                         unless --force)
 optouts-sandbox inspect [--label TEXT]   print how many opt-outs each provider holds
 """
 
@@ -92,8 +93,17 @@ def start(args: argparse.Namespace) -> int:
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     pid_file = STATE_DIR / "sandbox.pid"
     if _healthy(args.port):
-        print(f"optouts-sandbox already answers on {_url(args.port)}")
+        # Kept, with its data: the matching `stop` leaves it to whoever started it (so that
+        # two `meltano run sync` in a row can run on the same sandbox data).
+        borrowed = STATE_DIR / "sandbox.borrowed"
+        borrowed.write_text(str(_borrowed(borrowed) + 1))
+        print(f"optouts-sandbox already answers on {_url(args.port)}: kept, with its data")
         return 0
+    # A new sandbox is a new world (seeded data): the ledger kept against the last one, in this
+    # folder (meltano.yml's sandbox environment), would claim what this one does not hold.
+    for stale in STATE_DIR.glob("ledger.*"):
+        stale.unlink()
+    (STATE_DIR / "sandbox.borrowed").unlink(missing_ok=True)
     command = [
         sys.executable,
         "-m",
@@ -128,7 +138,22 @@ def start(args: argparse.Namespace) -> int:
     return 1
 
 
+def _borrowed(path: Path) -> int:
+    try:
+        return max(0, int(path.read_text().strip() or 0))
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
 def stop_background(args: argparse.Namespace) -> int:
+    borrowed = STATE_DIR / "sandbox.borrowed"
+    held = _borrowed(borrowed)
+    if getattr(args, "force", False):
+        borrowed.unlink(missing_ok=True)
+    elif held:
+        borrowed.write_text(str(held - 1))
+        print("optouts-sandbox left running: it was running before the matching start")
+        return 0
     pid_file = STATE_DIR / "sandbox.pid"
     if not pid_file.exists():
         print("optouts-sandbox is not running (no pid file)")
@@ -195,7 +220,10 @@ def main(argv: list[str] | None = None) -> int:
             metavar="KEY=JSON",
             help="a sandbox switch, e.g. latency_ms=20 or download_format=zip",
         )
-    sub.add_parser("stop")
+    p = sub.add_parser("stop")
+    p.add_argument(
+        "--force", action="store_true", help="stop it even if it was kept by a later start"
+    )
     p = sub.add_parser("inspect")
     p.add_argument("--port", type=int, default=_env_int("OPTOUTS_SANDBOX_PORT", DEFAULT_PORT))
     p.add_argument("--label", default="")

@@ -34,6 +34,8 @@ CHOICES: dict[str, frozenset[str]] = {
     "download_format": frozenset({"csv", "zip"}),
     "upload_outcome": frozenset({"success", "failed", "removed"}),
     "optizmo_reset": frozenset({"seconds", "epoch"}),
+    "optizmo_activity_answer": frozenset({"redirect", "json", "file"}),
+    "optizmo_activity_headers": frozenset({"snake", "title"}),
 }
 
 
@@ -66,7 +68,8 @@ class Switches:
     download_delay_seconds: float = 0.0
     download_format: str = "csv"  # "csv" or "zip"
     truncate_downloads: bool = False
-    # The served file itself is wrong: "empty_zip" or "drop_column:<name>" ("" = none).
+    # The served file itself is wrong: "empty_zip", "drop_column:<name>" or
+    # "long_line:<bytes>" ("" = none).
     optizmo_file_fault: str = ""
     # Optizmo uploads: lifetime of a pre-signed upload URL; forced final status.
     upload_url_ttl_seconds: float = 900.0
@@ -79,6 +82,11 @@ class Switches:
     optizmo_reset: str = "seconds"
     # Name of Optizmo's prepare-download answer field holding the link.
     optizmo_download_field: str = "downloadUrl"
+    # Optizmo's download-activity export: answered by a redirect to the file, JSON holding
+    # the link (in `optizmo_download_field`) or the file itself; its header row in the
+    # project's names ("snake") or a spreadsheet's ("title", with RFC 3339 times).
+    optizmo_activity_answer: str = "redirect"
+    optizmo_activity_headers: str = "snake"
 
     def update(self, values: dict[str, Any]) -> None:
         known = {f.name for f in fields(self)}

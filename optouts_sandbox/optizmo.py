@@ -23,10 +23,10 @@ import zipfile
 from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from optouts_providers.optizmo import wire
 from optouts_providers.timeutil import parse_timestamp
@@ -192,6 +192,30 @@ class Download:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+class Activity(NamedTuple):
+    """One download of a list by an affiliate (the Mailer API's side, not emulated)."""
+
+    at: int  # UTC epoch seconds
+    list_id: str
+    list_name: str
+    campaign_id: str
+    campaign: str
+    affiliate_id: str
+    affiliate: str
+    sub_affiliate: str
+    download_format: str  # "plain" or "md5"
+    ip: str
+
+
+@dataclass
+class ActivityExport:
+    signature: str
+    ready_at: datetime
+    expires_at: datetime
+    body: bytes
+    headers: dict[str, str]
+
+
 @dataclass
 class Import:
     reference: str
@@ -277,7 +301,8 @@ class OptizmoEmulator(_OptizmoAuth):
         self.downloads: dict[str, Download] = {}
         self.imports: dict[str, Import] = {}
         self.uploads: dict[str, Import] = {}
-        # Test faults on the served file: "empty_zip" or "drop_column:<name>".
+        # Test faults on the served file: "empty_zip", "drop_column:<name>" or
+        # "long_line:<bytes>" (after the header, one line of that many bytes, made as sent).
         self.file_fault: str | None = None
         # Test fault: the next N upload URLs handed out are already expired.
         self.expire_next_uploads = 0
@@ -285,6 +310,9 @@ class OptizmoEmulator(_OptizmoAuth):
         self.storage_credential_headers = 0
         self.prepare_download_bodies: list[dict[str, Any]] = []
         self.upload_puts: list[dict[str, Any]] = []
+        # Affiliates' downloads of the lists, and the activity exports handed out.
+        self.activity: list[Activity] = []
+        self.activity_exports: dict[str, ActivityExport] = {}
 
     def __del__(self) -> None:
         shutil.rmtree(getattr(self, "_tmp", ""), ignore_errors=True)
@@ -302,6 +330,8 @@ class OptizmoEmulator(_OptizmoAuth):
             self.expire_next_uploads = 0
             self.prepare_download_bodies.clear()
             self.upload_puts.clear()
+            self.activity = seed_activity(self.clock.now())
+            self.activity_exports.clear()
             self.lists = {
                 C.OPTIZMO_EMAIL_LIST_ID: OptoutList(C.OPTIZMO_EMAIL_LIST_ID, "email"),
                 C.OPTIZMO_SMS_LIST_ID: OptoutList(C.OPTIZMO_SMS_LIST_ID, "sms"),
@@ -358,13 +388,33 @@ class OptizmoEmulator(_OptizmoAuth):
                 for ref, imp in self.imports.items()
             }
             total = sum(item["count"] for item in lists.values())
-            return {"count": total, "lists": lists, "imports": imports}
+            return {
+                "count": total,
+                "lists": lists,
+                "imports": imports,
+                "download_activity": self._activity_summary(),
+            }
+
+    def _activity_summary(self) -> dict[str, Any]:
+        """How many downloads are held, and each affiliate's last download of each list."""
+        last: dict[str, dict[str, str]] = {}
+        for row in self.activity:
+            stamp = _rfc3339(row.at)
+            per_list = last.setdefault(row.list_id, {})
+            per_list[row.affiliate] = max(per_list.get(row.affiliate, ""), stamp)
+        return {"count": len(self.activity), "last_downloaded": last}
 
     def admin_add(self, records: list[dict[str, Any]]) -> int:
-        """Records `{"list_id", "email"|"sms"|"hashed", "timestamp"?, "collection_type"?}`."""
+        """Records `{"list_id", "email"|"sms"|"hashed", "timestamp"?, "collection_type"?}`, or
+        downloads `{"kind": "download_activity", "list_id", "affiliate", "downloaded_at"?, ...}`
+        (see `activity_from_record`)."""
         added = 0
         with self.lock:
             for record in records:
+                if record.get("kind") == "download_activity":
+                    self.activity.append(activity_from_record(record, self.clock.now()))
+                    added += 1
+                    continue
                 lst = self.lists.get(str(record.get("list_id")))
                 if lst is None or lst.kind == "grouped":
                     raise ValueError(f"no Optizmo list {record.get('list_id')!r} to add to")
@@ -382,6 +432,8 @@ class OptizmoEmulator(_OptizmoAuth):
         path = request.path.rstrip("/")
         if path.startswith("/storage/downloads/") and request.method == "GET":
             return self._storage_download(request, path.rsplit("/", 1)[1])
+        if path.startswith("/storage/activity/") and request.method == "GET":
+            return self._storage_activity(request, path.rsplit("/", 1)[1])
         if path.startswith("/storage/uploads/") and request.method == "PUT":
             return self._storage_upload(request, path.rsplit("/", 1)[1])
         if path.startswith("/storage/"):
@@ -400,6 +452,8 @@ class OptizmoEmulator(_OptizmoAuth):
             return self._prepare_download(request)
         if path == "/" + wire.PREPARE_UPLOAD and method == "POST":
             return self._prepare_upload(request, key)
+        if path == "/" + wire.DOWNLOAD_ACTIVITY and method == "GET":
+            return self._download_activity(request)
         status_prefix = "/" + wire.UPLOAD_STATUS.format(ref="")
         if path.startswith(status_prefix) and method == "GET":
             return self._upload_status(path[len(status_prefix) :], key)
@@ -466,6 +520,8 @@ class OptizmoEmulator(_OptizmoAuth):
         if fmt == "csv" and not self.switches.truncate_downloads:
             # Streamed as it is made (chunked): the client reads while the rest is written.
             columns = _file_columns(download, fault)
+            if _long_line(fault):
+                return Response(200, _long_line_chunks(columns, _long_line(fault)), headers)
             return Response(200, _csv_chunks(columns, _selected(download, lst, columns)), headers)
         with download.lock:
             path = download.files.get(f"{fmt}:{fault}")
@@ -480,13 +536,20 @@ class OptizmoEmulator(_OptizmoAuth):
         path = self._tmp / f"{download.token}-{fmt}-{secrets.token_hex(4)}"
         columns = _file_columns(download, fault)
         with open(path, "wb") as raw:
-            if fmt == "csv":
+            if fmt == "csv" and _long_line(fault):
+                for chunk in _long_line_chunks(columns, _long_line(fault)):
+                    raw.write(chunk)
+            elif fmt == "csv":
                 text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
                 _write_csv(text, columns, _selected(download, lst, columns))
                 text.detach()
             else:
                 with zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as archive:
-                    if fault != "empty_zip":
+                    if _long_line(fault):
+                        with archive.open("optouts.csv", "w", force_zip64=True) as member:
+                            for chunk in _long_line_chunks(columns, _long_line(fault)):
+                                member.write(chunk)
+                    elif fault != "empty_zip":
                         with archive.open("optouts.csv", "w") as member:
                             text = io.TextIOWrapper(member, encoding="utf-8", newline="")
                             _write_csv(text, columns, _selected(download, lst, columns))
@@ -498,6 +561,73 @@ class OptizmoEmulator(_OptizmoAuth):
             with self.lock:
                 self.storage_credential_headers += 1
             self.sandbox.count("optizmo storage:credential-header")
+
+    # -- download activity ----------------------------------------------------------------
+    def _download_activity(self, request: Request) -> Response:
+        """GET download-activity?from=&to= (UTC dates, inclusive, at most ACTIVITY_MAX_DAYS
+        back): the downloads of every list last downloaded in that time, as a file."""
+        now = self.clock.now()
+        today = now.date()
+        try:
+            low = _date(request.arg("from")) or today - timedelta(days=wire.ACTIVITY_MAX_DAYS)
+            high = _date(request.arg("to")) or today
+        except ValueError:
+            return self.error(request, 400, f"{INVALID_PAYLOAD} from and to are YYYY-MM-DD.")
+        if low > high:
+            return self.error(request, 400, f"{INVALID_PAYLOAD} from is after to.")
+        if low < today - timedelta(days=wire.ACTIVITY_MAX_DAYS):
+            return self.error(
+                request,
+                400,
+                f"{INVALID_PAYLOAD} The export reaches back {wire.ACTIVITY_MAX_DAYS} days at most.",
+            )
+        rows = _activity_rows(self.activity, low, high, now)
+        fmt = "zip" if self.switches.download_format == "zip" else "csv"
+        fault = self.file_fault or self.switches.optizmo_file_fault or ""
+        dropped = fault.split(":", 1)[1] if fault.startswith("drop_column:") else None
+        body = _activity_file(rows, self.switches.optizmo_activity_headers, fmt, dropped)
+        headers = {
+            "Content-Type": "application/zip" if fmt == "zip" else "text/csv; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="download-activity.{fmt}"',
+        }
+        answer = self.switches.optizmo_activity_answer
+        if answer == "file":
+            return Response(200, body, headers)
+        token = uuid.uuid4().hex
+        export = ActivityExport(
+            signature=secrets.token_urlsafe(24),
+            ready_at=now + timedelta(seconds=self.switches.download_delay_seconds),
+            expires_at=now + DOWNLOAD_TTL,
+            body=body,
+            headers=headers,
+        )
+        self.activity_exports[token] = export
+        link = (
+            f"{request.base_url}/storage/activity/{token}"
+            f"?Expires={int(export.expires_at.timestamp())}&Signature={export.signature}"
+        )
+        if answer == "json":
+            return json_response({self.switches.optizmo_download_field: link})
+        return Response(302, b"", {"Location": link})
+
+    def _storage_activity(self, request: Request, token: str) -> Response:
+        self._note_storage_credential(request)
+        with self.lock:
+            export = self.activity_exports.get(token)
+            if export is None:
+                return _s3_error(404, "NoSuchKey", "The specified key does not exist.")
+            if request.arg("Signature") != export.signature:
+                return _s3_error(403, "SignatureDoesNotMatch", "The signature does not match.")
+            now = self.clock.now()
+            if now >= export.expires_at:
+                return _s3_error(403, "AccessDenied", "Request has expired")
+            if now < export.ready_at:
+                self.sandbox.count("optizmo activity:not-ready")
+                return _s3_error(404, "NoSuchKey", "The specified key does not exist.")
+        body = export.body
+        if self.switches.truncate_downloads:
+            return Response(200, [body[: len(body) // 2]], export.headers, content_length=len(body))
+        return Response(200, body, export.headers)
 
     # -- upload ---------------------------------------------------------------------------
     def _prepare_upload(self, request: Request, key: str) -> Response:
@@ -784,6 +914,26 @@ def _file_columns(download: Download, fault: str | None) -> list[str]:
     return columns
 
 
+def _long_line(fault: str | None) -> int:
+    """The line length a `long_line:<bytes>` fault asks for (0: not that fault)."""
+    if not fault or not fault.startswith("long_line:"):
+        return 0
+    return max(1, int(fault.split(":", 1)[1]))
+
+
+def _long_line_chunks(columns: list[str], size: int) -> Iterator[bytes]:
+    """A header row, then one line of `size` bytes with no line end until its last byte,
+    made a piece at a time (never whole in memory)."""
+    yield (",".join(columns) + "\r\n").encode("utf-8")
+    piece = b"a" * FILE_CHUNK
+    left = size
+    while left > 0:
+        step = min(left, FILE_CHUNK)
+        yield piece if step == FILE_CHUNK else piece[:step]
+        left -= step
+    yield b"\r\n"
+
+
 def _csv_chunks(columns: list[str], rows: Iterator[list[str]]) -> Iterator[bytes]:
     """The CSV file in pieces of about FILE_CHUNK bytes, made as they are sent. A row no
     cell of which needs quoting (most) is joined by hand; any other is the csv module's."""
@@ -891,3 +1041,130 @@ def _file_chunks(path: Path, limit: int) -> Iterator[bytes]:
                 return
             left -= len(chunk)
             yield chunk
+
+
+# -- download activity ----------------------------------------------------------------------
+LIST_NAMES = {
+    C.OPTIZMO_EMAIL_LIST_ID: "Newsletter opt-outs",
+    C.OPTIZMO_SMS_LIST_ID: "SMS opt-outs",
+    C.OPTIZMO_SPARE_EMAIL_LIST_ID: "Retired promo list",
+    C.OPTIZMO_GROUPED_LIST_ID: "All brands (grouped)",
+}
+# Who downloads which list: (list, affiliate number, days between downloads, days since the
+# last one). Some keep to a daily or weekly routine, some have lapsed; the retired list was
+# last downloaded more than ACTIVITY_MAX_DAYS ago, so the export leaves it out.
+ACTIVITY_PLAN = (
+    (C.OPTIZMO_EMAIL_LIST_ID, 0, 1, 0),
+    (C.OPTIZMO_EMAIL_LIST_ID, 1, 2, 1),
+    (C.OPTIZMO_EMAIL_LIST_ID, 2, 3, 0),
+    (C.OPTIZMO_EMAIL_LIST_ID, 3, 7, 2),
+    (C.OPTIZMO_EMAIL_LIST_ID, 4, 7, 5),
+    (C.OPTIZMO_EMAIL_LIST_ID, 5, 14, 20),
+    (C.OPTIZMO_EMAIL_LIST_ID, 6, 30, 40),
+    (C.OPTIZMO_SMS_LIST_ID, 0, 2, 0),
+    (C.OPTIZMO_SMS_LIST_ID, 3, 7, 3),
+    (C.OPTIZMO_SMS_LIST_ID, 6, 30, 12),
+    (C.OPTIZMO_SPARE_EMAIL_LIST_ID, 1, 30, 100),
+    (C.OPTIZMO_SPARE_EMAIL_LIST_ID, 4, 30, 130),
+)
+ACTIVITY_HISTORY_DAYS = 120  # older downloads are not kept
+ACTIVITY_FIELDS = tuple(wire.ACTIVITY_COLUMNS)
+
+
+def seed_activity(now: datetime) -> list[Activity]:
+    """The downloads of ACTIVITY_PLAN up to `now` (the same plan relative to any `now`)."""
+    rows: list[Activity] = []
+    now_epoch = int(now.timestamp())
+    today = _epoch_day(now.date()) * DAY
+    for list_id, number, every, last in ACTIVITY_PLAN:
+        # A fixed time of day per affiliate; a download not yet due today is left out.
+        second_of_day = (3 + number) * 3600 + number * 7 * 60 + number
+        for days_ago in range(last, ACTIVITY_HISTORY_DAYS + 1, every):
+            at = today - days_ago * DAY + second_of_day
+            if at <= now_epoch:
+                rows.append(_activity(list_id, number, at))
+    rows.sort()
+    return rows
+
+
+def _activity(list_id: str, number: int, at: int, **given: str) -> Activity:
+    campaign = number % len(CAMPAIGNS)
+    return Activity(
+        at=at,
+        list_id=list_id,
+        list_name=given.get("list_name") or LIST_NAMES.get(list_id, ""),
+        campaign_id=given.get("campaign_id") or str(4100 + campaign),
+        campaign=given.get("campaign") or CAMPAIGNS[campaign],
+        affiliate_id=given.get("affiliate_id") or str(7100 + number),
+        affiliate=given.get("affiliate") or AFFILIATES[number % len(AFFILIATES)],
+        sub_affiliate=given.get("sub_affiliate", SUB_AFFILIATES[number % len(SUB_AFFILIATES)]),
+        download_format=given.get("download_format") or ("md5" if number % 2 else "plain"),
+        ip=given.get("ip") or IPS[(number * 37) % len(IPS)],
+    )
+
+
+def activity_from_record(record: dict[str, Any], now: datetime) -> Activity:
+    """A download from `/_sandbox/add`: `list_id`, `affiliate` ("Affiliate <n>" takes that
+    affiliate's campaign and ids), `downloaded_at` (default now) and any other field."""
+    list_id = record.get("list_id")
+    affiliate = record.get("affiliate")
+    if not isinstance(list_id, str) or not isinstance(affiliate, str) or not affiliate:
+        raise ValueError("a download needs list_id and affiliate")
+    stamp = record.get("downloaded_at")
+    at = parse_timestamp(stamp) if stamp else now
+    number = AFFILIATES.index(affiliate) if affiliate in AFFILIATES else len(AFFILIATES)
+    given = {k: str(v) for k, v in record.items() if k in ACTIVITY_FIELDS and v is not None}
+    given["affiliate"] = affiliate
+    if "optout_list_name" in given:
+        given["list_name"] = given.pop("optout_list_name")
+    return _activity(list_id, number, int(at.timestamp()), **given)
+
+
+def _activity_rows(rows: list[Activity], low: date, high: date, now: datetime) -> list[Activity]:
+    """The downloads dated `low`..`high` of the lists last downloaded in the last
+    ACTIVITY_MAX_DAYS days, up to `now`."""
+    now_epoch = int(now.timestamp())
+    recent = (_epoch_day(now.date()) - wire.ACTIVITY_MAX_DAYS) * DAY
+    last: dict[str, int] = {}
+    for row in rows:
+        if row.at <= now_epoch:
+            last[row.list_id] = max(last.get(row.list_id, 0), row.at)
+    start, end = _epoch_day(low) * DAY, (_epoch_day(high) + 1) * DAY
+    return sorted(
+        row
+        for row in rows
+        if start <= row.at < end and row.at <= now_epoch and last[row.list_id] >= recent
+    )
+
+
+def _activity_file(
+    rows: list[Activity], headers: str, fmt: str, dropped: str | None = None
+) -> bytes:
+    """The export: CSV (or a ZIP of it) with a header row in the `headers` spelling, less
+    the `dropped` field's column (a fault)."""
+    title = headers == "title"
+    keep = [i for i, f in enumerate(ACTIVITY_FIELDS) if f != dropped]
+    names = [wire.ACTIVITY_TITLE_HEADERS[f] if title else f for f in ACTIVITY_FIELDS]
+    text = io.StringIO()
+    writer = csv.writer(text)
+    # The title form: a spreadsheet's names, RFC 3339 times, and each affiliate's mailer key
+    # (a column the client must not pass on).
+    writer.writerow([names[i] for i in keep] + (["Mailer Key"] if title else []))
+    for row in rows:
+        if title:
+            stamp = _rfc3339(row.at)
+        else:
+            stamp = datetime.fromtimestamp(row.at, UTC).strftime(wire.TIMESTAMP_FORMAT)
+        cells = [stamp, *row[1:]]
+        writer.writerow([cells[i] for i in keep] + ([f"m-a12-{row.affiliate_id}"] if title else []))
+    data = text.getvalue().encode("utf-8")
+    if fmt != "zip":
+        return data
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("download-activity.csv", data)
+    return packed.getvalue()
+
+
+def _rfc3339(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

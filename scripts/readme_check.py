@@ -10,8 +10,8 @@ reason is printed (production credentials, a command that runs this check itself
 committed. uv's cache is reused, so the set-up costs little.
 
 What the commands need besides the project: the sandbox on port 8765 and a PostgreSQL at
-127.0.0.1:5432 (user postgres). Where 8765 is taken, the sandbox runs on a free port and the
-meltano.yml sandbox environment is pointed at it through the plugins' environment variables; a
+127.0.0.1:5432 (user postgres). Where 8765 is taken, OPTOUTS_SANDBOX_PORT moves the sandbox and
+meltano.yml's sandbox environment to a free port; a
 throwaway PostgreSQL is started on a free port and named by TARGET_POSTGRES_PORT,
 TAP_POSTGRES_PORT and PGPORT, as the README tells its readers to do for their own server.
 """
@@ -70,17 +70,11 @@ def _free_port() -> int:
 
 
 def sandbox_overrides() -> dict[str, str]:
-    """Nothing when 8765 is free; else the sandbox environment moved to a free port."""
+    """Nothing when 8765 is free; else the sandbox environment moved to a free port (one
+    variable: meltano.yml builds the plugins' base URLs from it)."""
     if _port_free(SANDBOX_PORT):
         return {}
-    url = f"http://127.0.0.1:{_free_port()}"
-    env = {"OPTOUTS_SANDBOX_PORT": url.rsplit(":", 1)[1]}
-    for plugin in ("TAP_OPTOUTS", "TARGET_OPTOUTS"):
-        env[f"{plugin}_CHECKMARKET_BASE_URL"] = f"{url}/checkmarket"
-        env[f"{plugin}_SLICKTEXT_BASE_URL"] = f"{url}/slicktext"
-        env[f"{plugin}_OPTIZMO_BASE_URL"] = f"{url}/optizmo"
-    env["TARGET_OPTOUTS_OPTIZMO_COLLECT_BASE_URL"] = f"{url}/optizmo-collect"
-    return env
+    return {"OPTOUTS_SANDBOX_PORT": str(_free_port())}
 
 
 def copy_project(destination: Path) -> None:
@@ -93,9 +87,13 @@ def copy_project(destination: Path) -> None:
     for raw in filter(None, listed):
         name = raw.decode()
         source = ROOT / name
+        target = destination / name
+        if source.is_symlink():  # packages/<dist>/<package>: a link, as a clone has it
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(source.readlink())
+            continue
         if not source.is_file():
             continue  # deleted in the working tree
-        target = destination / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, target)
 

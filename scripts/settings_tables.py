@@ -66,6 +66,8 @@ def settings(plugin: str) -> list[tuple[str, dict[str, Any]]]:
 def _type(spec: dict[str, Any]) -> str:
     types = spec.get("type") or []
     types = [types] if isinstance(types, str) else types
+    if {"number", "string"} <= set(types):
+        return "number (or a numeric string)"
     kind = next((t for t in types if t != "null"), "any")
     if kind == "array":
         items = spec.get("items", {}).get("type", "any")

@@ -17,6 +17,7 @@ from importlib import resources
 
 from singer_sdk import Stream
 
+from optouts_providers.http import http_options as http_options
 from optouts_providers.timeutil import to_rfc3339
 from tap_optouts.fastpath import FastSyncMixin
 from tap_optouts.progress import CHECK_MASK, PartitionProgress, run_summary
@@ -59,13 +60,28 @@ class OptoutsStream(FastSyncMixin, Stream):
         elif start.tzinfo is None:
             start = start.replace(tzinfo=UTC)
         lookback = timedelta(minutes=float(self.config.get("lookback_minutes", 60) or 0))
-        return start - lookback, self.sync_started_at
+        try:
+            return start - lookback, self.sync_started_at
+        except OverflowError:  # a bookmark in year 1: the lookback reaches before any date
+            return datetime.min.replace(tzinfo=UTC), self.sync_started_at
 
     def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
         start, end = self.window(context)
         low, high = to_rfc3339(start), to_rfc3339(end)
         key = self.replication_key
         assert key is not None
+        if start >= end:
+            # A bookmark (or start_date) past the sync start, as a skewed clock leaves it:
+            # nothing can be new yet. A request would ask the provider for from > to.
+            self.logger.warning(
+                "%s%s: nothing to read: the window starts at %s, after the sync start %s "
+                "(a bookmark or start_date in the future); the bookmark is kept",
+                self.name,
+                f" ({context})" if context else "",
+                low,
+                high,
+            )
+            return
         self.logger.info(
             "%s: reading opt-outs from %s to %s%s",
             self.name,
@@ -81,7 +97,9 @@ class OptoutsStream(FastSyncMixin, Stream):
         try:
             for record in self.fetch(context, start, end):
                 value = record.get(key)
-                if value is None or value < low or value >= high:
+                # A record without a value is still an opt-out (its client warned): it is
+                # written, and does not move the bookmark.
+                if value is not None and (value < low or value >= high):
                     continue
                 count += 1
                 if not count & CHECK_MASK:
@@ -114,13 +132,3 @@ class OptoutsStream(FastSyncMixin, Stream):
         spent = stats.minus(before) if before is not None else stats
         where = f" ({context})" if context else ""
         self.logger.info("%s calls%s: %s", self.name, where, spent.line())
-
-
-def http_options(config: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
-    """Retry policy and timeouts for a provider client, from the tap-level settings."""
-    from optouts_providers.http import RetryPolicy
-
-    return {
-        "retry": RetryPolicy(max_wait_seconds=float(config.get("max_retry_wait_seconds", 900))),
-        "timeout": (10.0, float(config.get("request_timeout_seconds", 60))),
-    }

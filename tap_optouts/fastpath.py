@@ -184,7 +184,7 @@ class FastSyncMixin(Stream):
                     if isinstance(value, str):
                         if largest is None or value > largest:
                             largest = value
-                    elif key:
+                    elif key and value is not None:
                         self._increment_stream_state(record, context=current)
                     count += 1
                     if count % COUNT_EVERY == 0:
@@ -231,6 +231,8 @@ class FastSyncMixin(Stream):
         # it (a STATE message, the partition's end): the same state, one update instead of one
         # per record (a list sorted by date would make every record the new largest).
         value = latest_record.get(self.replication_key) if self.replication_key else None
+        if value is None and self.replication_key:
+            return  # a record without a replication value moves no bookmark
         if not isinstance(value, str) or self.is_sorted:
             self._give_largest()
             super()._increment_stream_state(latest_record, context=context)

@@ -13,6 +13,10 @@ what is better written all at once (a partial CheckMarket batch, an Optizmo bulk
 `finish`, so that a batch of a million opt-outs costs full CheckMarket POSTs and one Optizmo
 upload, and never sits in memory. `deliver` is both at once. What was written is remembered
 in memory that does not grow with the run (`seen.SeenAddresses`).
+
+With a ledger (`ledger.session`), each part is first admitted to it, and a destination skips,
+with no request, every address the ledger knows it holds (`known_present`); the ledger records
+the batch once every destination has accepted it (`complete`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from typing import Any
 
 from optouts_providers.redact import redact
 from optouts_providers.results import WriteResult
+from target_optouts.errors import RunError
+from target_optouts.ledger.session import EVERY, LedgerSession, PartPlan, Target
 from target_optouts.normalize import OptOut, origin_provider
 from target_optouts.rejects import Rejects
 from target_optouts.seen import SeenAddresses
@@ -39,19 +45,22 @@ Address = tuple[str, str]
 Values = dict[str, list[str]]
 
 
-class DeliveryError(RuntimeError):
-    """A provider did not accept a batch; the batch is not acknowledged."""
+class DeliveryError(RunError):
+    """A provider did not accept a batch; the batch is not acknowledged (one ERROR line, exit
+    1, no STATE past it)."""
 
 
 @dataclass
 class Counts:
     """Per destination. Opt-outs (records): received, skipped_origin, skipped_channel, duplicate.
-    Addresses: sent, written, already_present, rejected, would_write (dry run)."""
+    Addresses: known_present (held, as the ledger knows: not sent), sent, written,
+    already_present, rejected, would_write (dry run)."""
 
     received: int = 0
     skipped_origin: int = 0
     skipped_channel: int = 0
     duplicate: int = 0
+    known_present: int = 0
     sent: int = 0
     written: int = 0
     already_present: int = 0
@@ -74,6 +83,24 @@ class Destination(abc.ABC):
         self.counts = Counts()
         self.done = SeenAddresses()
         self.lock = threading.Lock()
+        self.ledger: LedgerSession | None = None
+        self.ledger_targets: dict[str, Target] = {}  # per channel
+        self.ledger_bits = 0
+
+    def ledger_channels(self) -> dict[str, tuple[str, str]]:
+        """Per channel: the ledger destination holding it and the kind of address it is."""
+        return {channel: (self.provider, channel) for channel, _get in self.channels}
+
+    def ledger_value(self, channel: str, value: str) -> str:
+        """A channel's value as the ledger keys it (the normalised address)."""
+        return value
+
+    def attach_ledger(self, session: LedgerSession) -> None:
+        self.ledger = session
+        for channel, (name, kind) in self.ledger_channels().items():
+            target = session.register(Target(name, kind, self.provider, self.skip_origin))
+            self.ledger_targets[channel] = target
+            self.ledger_bits |= target.bit
 
     @property
     def name(self) -> str:
@@ -111,10 +138,11 @@ class Destination(abc.ABC):
         self.feed(stream, optouts)
         self.complete(stream)
 
-    def feed(self, stream: str, optouts: Iterable[OptOut]) -> None:
-        """Write a part of a batch (`send` may keep some back until `complete`)."""
+    def feed(self, stream: str, optouts: Iterable[OptOut], plan: PartPlan | None = None) -> None:
+        """Write a part of a batch (`send` may keep some back until `complete`). `plan`: what
+        the ledger says each address still lacks (None: everything)."""
         with self.lock:
-            pending = self._select(list(optouts))
+            pending = self._select(list(optouts), plan)
             if not pending:
                 return
             count = sum(map(len, pending.values()))
@@ -143,8 +171,8 @@ class Destination(abc.ABC):
                 f"{self.name}: {what} from stream {stream!r} failed; the batch is not "
                 f"acknowledged: {redact(exc)}"
             )
-            logger.error("target-optouts: %s", message)
-            raise DeliveryError(message) from exc
+            logger.debug("target-optouts: %s", message, exc_info=True)
+            raise DeliveryError(f"target-optouts: {message}") from exc
 
     def _count(self, stream: str, result: WriteResult) -> None:
         self.counts.written += result.written
@@ -152,8 +180,41 @@ class Destination(abc.ABC):
         self.counts.rejected += len(result.rejected)
         for value, reason in result.rejected:
             self.rejects.refused(stream, self.name, value, reason)
+        if self.ledger is not None:
+            self._tell_ledger(stream, result)
 
-    def _select(self, optouts: list[OptOut]) -> Values:
+    def _tell_ledger(self, stream: str, result: WriteResult) -> None:
+        session = self.ledger
+        assert session is not None
+        targets = list(self.ledger_targets.values())
+        for value, reason in result.rejected:
+            session.refused(stream, targets, value, reason)
+        session.answered(
+            stream,
+            self.ledger_bits,
+            {
+                "written": result.written,
+                "already_present": result.already_present,
+                "rejected": len(result.rejected),
+            },
+        )
+
+    def _known(self, channel: str, picked: list[str], plan: PartPlan | None) -> list[str]:
+        """`picked` less what the ledger knows this destination holds (counted)."""
+        target = self.ledger_targets.get(channel)
+        if plan is None or target is None or not picked:
+            return picked
+        wanted, bit = plan.pending.get(target.kind), target.bit
+        if not wanted:
+            return picked
+        if channel == "sms":
+            kept = [v for v in picked if wanted.get(self.ledger_value(channel, v), EVERY) & bit]
+        else:
+            kept = [v for v in picked if wanted.get(v, EVERY) & bit]
+        self.counts.known_present += len(picked) - len(kept)
+        return kept
+
+    def _select(self, optouts: list[OptOut], plan: PartPlan | None = None) -> Values:
         """The values to write, per channel: each opt-out's, less its origin's (skip_origin),
         what this destination cannot carry and what it already wrote (or will, from an
         earlier opt-out of the part). Counted per opt-out. A part is read a channel at a time
@@ -181,6 +242,7 @@ class Destination(abc.ABC):
             picked = list(dict.fromkeys(present))  # the first of each, in order
             counts.skipped_channel += len(optouts) - len(values) + values.count(None)
             counts.duplicate += len(values) - values.count(None) - len(picked)
+            picked = self._known(channel, picked, plan)
             return {channel: picked} if picked else {}
         carried: set[int] = set()  # opt-outs with a value for some channel
         fresh: set[int] = set()  # ... and with a value not written before
@@ -198,6 +260,7 @@ class Destination(abc.ABC):
                 chosen.add(value)
                 picked.append(value)
                 fresh.add(index)
+            picked = self._known(channel, picked, plan)
             if picked:
                 pending[channel] = picked
         counts.skipped_channel += len(optouts) - len(carried)
@@ -208,7 +271,14 @@ class Destination(abc.ABC):
 class Destinations:
     """Every configured destination; what the sinks hand their batches to."""
 
-    def __init__(self, items: list[Destination], rejects: Rejects, *, dry_run: bool) -> None:
+    def __init__(
+        self,
+        items: list[Destination],
+        rejects: Rejects,
+        *,
+        dry_run: bool,
+        ledger: LedgerSession | None = None,
+    ) -> None:
         if not items:
             raise ValueError(
                 "No destination is configured: set the credentials of at least one of "
@@ -218,36 +288,50 @@ class Destinations:
         self.items = items
         self.rejects = rejects
         self.dry_run = dry_run
+        self.ledger = ledger
+        self.ledger_summary: dict[str, Any] | None = None
+        if ledger is not None:
+            for destination in items:
+                destination.attach_ledger(ledger)
 
     def deliver(self, stream: str, optouts: list[OptOut]) -> None:
-        self._each(lambda destination: destination.deliver(stream, optouts))
+        self.feed(stream, optouts)
+        self.complete(stream)
 
     def feed(self, stream: str, optouts: list[OptOut]) -> None:
-        self._each(lambda destination: destination.feed(stream, optouts))
+        plan = self.ledger.plan(stream, optouts) if self.ledger is not None else None
+        self._each(lambda destination: destination.feed(stream, optouts, plan))
 
     def complete(self, stream: str) -> None:
         self._each(lambda destination: destination.complete(stream))
+        if self.ledger is not None:
+            self.ledger.completed(stream)
 
     def _each(self, call: Callable[[Destination], None]) -> None:
         try:
             for destination in self.items:
                 call(destination)
         except DeliveryError:
-            logger.error(
+            logger.warning(
                 "target-optouts summary at failure: %s", json.dumps(self.summary(), sort_keys=True)
             )
             raise
 
     def summary(self) -> dict[str, Any]:
-        return {
+        out = {
             "dry_run": self.dry_run,
             "input": self.rejects.summary(),
             "destinations": {
                 d.name: {**d.counts.as_dict(), "calls": d.stats()} for d in self.items
             },
         }
+        if self.ledger_summary is not None:
+            out["ledger"] = self.ledger_summary
+        return out
 
-    def close(self) -> None:
+    def close(self, ok: bool = True) -> None:
         for destination in self.items:
             destination.close()
         self.rejects.close()
+        if self.ledger is not None and self.ledger_summary is None:
+            self.ledger_summary = self.ledger.close(ok)

@@ -11,6 +11,9 @@ a stop first hands over what was gathered, so the order of records and STATE mes
 
 `busy` is true while a message or a block is handled (a batch may be in flight); a termination
 signal that arrives then sets `stop_signal`, and reading stops after it (see target.py).
+
+A line longer than `max_line` bytes is not read into memory: it is rejected with its length and
+number, and the next line is read (`lines.whole_line_chunks`).
 """
 
 from __future__ import annotations
@@ -23,7 +26,13 @@ from collections import Counter
 import msgspec
 from singer_sdk.contrib.msgspec import MsgSpecReader, decoder
 
-from target_optouts.lines import line_count, whole_line_chunks
+from target_optouts.lines import (
+    DEFAULT_MAX_LINE_BYTES,
+    TooLong,
+    line_count,
+    split_lines,
+    whole_line_chunks,
+)
 
 logger = logging.getLogger("target-optouts")
 
@@ -49,6 +58,7 @@ class OptoutsReader(MsgSpecReader):
         self.line_number = 0
         self.busy = False
         self.stop_signal: int | None = None
+        self.max_line = DEFAULT_MAX_LINE_BYTES  # bytes (`max_line_bytes`)
         self.on_invalid: t.Callable[[int, list[str], str], None] = _log_only
         self._raw: bytes | str = b""
         self._line_rejected = False
@@ -153,10 +163,18 @@ class OptoutsReader(MsgSpecReader):
         if read is None:  # text: line by line
             yield from self._parse_lines(source)
             return
-        for chunk in whole_line_chunks(read, CHUNK_BYTES):
+        for chunk in whole_line_chunks(read, CHUNK_BYTES, self.max_line):
+            if isinstance(chunk, TooLong):
+                self.line_number += 1
+                self._raw, self._chunk = b"", None
+                self.reject_current(
+                    f"a line of {chunk.length} bytes, longer than max_line_bytes "
+                    f"({self.max_line}): not read"
+                )
+                continue
             messages = self._decode_chunk(chunk)
             if messages is None:
-                yield from self._parse_lines(chunk.splitlines(keepends=True))
+                yield from self._parse_lines(split_lines(chunk))
                 continue
             first = self.line_number + 1
             for message in messages:

@@ -4,8 +4,9 @@ A line is `{"rejected_at", "stream", "reasons", "record"}` for a record that cou
 normalised, `{"rejected_at", "stream", "destination", "value", "reasons"}` for an address a
 provider refused, or `{"rejected_at", "line", "reasons", "input"}` for an input line that is
 not a usable Singer message (not UTF-8, not JSON, no type, a SCHEMA without properties...).
-The file is appended to, so that earlier runs' rejects are kept. Log lines carry counts and
-reasons only, never the addresses.
+The file is appended to, so that earlier runs' rejects are kept; one that cannot be written is
+refused when the target starts (`check_writable`), not at the first reject. Log lines carry
+counts and reasons only, never the addresses.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from optouts_providers.timeutil import to_rfc3339, utc_now
+from target_optouts.errors import ConfigurationError
 
 # An unusable input line is kept up to this many characters in the rejects file.
 MAX_INPUT_CHARS = 2000
@@ -32,6 +34,23 @@ class Rejects:
         self.by_reason: Counter[str] = Counter()
         self._file: IO[str] | None = None
         self._lock = threading.Lock()
+
+    def check_writable(self) -> None:
+        """Refuse a `rejects_path` that cannot be appended to (`ConfigurationError`)."""
+        if self.path is None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            existed = self.path.exists()
+            with self.path.open("a", encoding="utf-8"):
+                pass
+            if not existed:
+                self.path.unlink()  # made again at the first reject
+        except OSError as exc:
+            raise ConfigurationError(
+                f"target-optouts: rejects_path {str(self.path)!r} cannot be written "
+                f"({exc.strerror or exc}): set rejects_path to a file the target may append to"
+            ) from None
 
     def record(
         self, stream: str, reasons: list[str], record: Any, *, partial: bool = False

@@ -7,12 +7,15 @@ from typing import Any
 from singer_sdk import typing as th
 
 from optouts_providers import settings as shared
+from target_optouts.ledger.store import DEFAULT_URL as DEFAULT_LEDGER_URL
+from target_optouts.lines import DEFAULT_MAX_LINE_BYTES
 
 SECRET_SETTINGS = {
     "checkmarket": ("master_key", "key"),
     "slicktext": ("public_key", "private_key", "api_key"),
     "optizmo": ("api_key",),
 }
+SECRET_TOP_SETTINGS = ("ledger_hash_key",)
 
 CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
     th.Property(
@@ -22,7 +25,7 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
             *shared.checkmarket_keys("write"),
             th.Property(
                 "batch_size",
-                th.IntegerType,
+                th.IntegerType(minimum=1),
                 default=1000,
                 description="Addresses per POST 3/contacts/optouts.",
             ),
@@ -67,14 +70,14 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
             ),
             th.Property(
                 "bulk_threshold",
-                th.IntegerType,
+                th.IntegerType(minimum=0),
                 default=1000,
                 description="Up to this many opt-outs per batch and list go one by "
                 "one to collect; more are bulk uploaded (MD5s always are).",
             ),
             th.Property(
                 "upload_timeout_seconds",
-                th.NumberType,
+                th.NumberType(exclusive_minimum=0),
                 default=900,
                 description="Give up on a bulk upload not processed after this long.",
             ),
@@ -102,9 +105,45 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         "from (checkmarket_*, slicktext_*, optizmo_*).",
     ),
     th.Property(
+        "ledger_url",
+        th.StringType,
+        default=DEFAULT_LEDGER_URL,
+        description="SQLAlchemy URL of the ledger (what each destination holds, and the "
+        "evidence): a SQLite file (relative to the working directory: the Meltano project) or "
+        "postgresql://... An empty string turns the ledger off.",
+    ),
+    th.Property(
+        "ledger_hash_key",
+        th.StringType,
+        secret=True,
+        description="Key of the HMAC-SHA-256 the ledger stores addresses as (16+ characters). "
+        "Unset: a key generated once and kept in a file beside the ledger.",
+    ),
+    th.Property(
+        "ledger_clear_addresses",
+        th.BooleanType,
+        default=False,
+        description="Also keep each address in clear in the ledger (off: hashes only).",
+    ),
+    th.Property(
+        "ledger_reconcile",
+        th.BooleanType,
+        default=False,
+        description="This run reads every provider in full (a reconcile): at its end, what a "
+        "provider's read no longer holds is marked missing, and the next run writes it again.",
+    ),
+    th.Property(
         "rejects_path",
         th.StringType,
         description="JSON-lines file that rejected records are appended to, with their reasons.",
     ),
+    th.Property(
+        "max_line_bytes",
+        th.IntegerType(minimum=1024),
+        default=DEFAULT_MAX_LINE_BYTES,
+        description="The longest input line (and BATCH file line) read, in bytes. A longer "
+        "input line is rejected with its length, unread; a longer BATCH file line fails the run.",
+    ),
     *shared.http_waits("run"),
+    shared.progress_interval(),
 ).to_dict()

@@ -7,34 +7,35 @@ in memory; `process_batch` completes the batch (a partial CheckMarket POST, the 
 upload) and returns only once every destination has accepted it, so the STATE the target
 emits after a drain never covers an opt-out that was not written.
 
-BATCH messages (JSON lines, plain or gzip): each file is read line by line, and each record
-takes the path of a RECORD message's record (stream map, validation, key properties,
-normalisation). A file's records join the current batch, written when the target drains.
+BATCH messages (JSON lines, plain or gzip; `batchfiles.py`): each file is read a block of lines
+at a time, and each record takes the path of a RECORD message's record (stream map, validation,
+key properties, normalisation). A file's records join the current batch, written when the
+target drains.
+
+A stream map that fails is configuration, not data: it stops the run (`ConfigurationError`).
 """
 
 from __future__ import annotations
 
 import functools
-import gzip
 import logging
 import typing as t
-from contextlib import ExitStack
 
-import msgspec
-from singer_sdk.contrib.msgspec import decoder
-from singer_sdk.exceptions import InvalidRecord, MissingKeyPropertiesError
-from singer_sdk.helpers._batch import BatchFileFormat, StorageTarget
+import simpleeval
+from singer_sdk.exceptions import InvalidRecord, MappingError, MissingKeyPropertiesError
 from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.sinks import BatchSink
 
 from optouts_providers.redact import redact
-from target_optouts.lines import line_count, whole_line_chunks
+from target_optouts.batchfiles import encoding_problem, open_file, read_records, unreadable
+from target_optouts.errors import ConfigurationError
 from target_optouts.normalize import (
     BlockPlan,
     OptOut,
     block_plan,
     emails_of_block,
     normalize_record,
+    origin_provider,
     schema_layout,
 )
 from target_optouts.validation import FastJSONSchemaValidator
@@ -74,10 +75,16 @@ class OptoutsSink(BatchSink):
         self.destinations = target.destinations
         self.rejects = target.rejects
         self.mapper = target.mapper
+        self.reader = target.reader
         self.region = str(self.config.get("default_phone_region") or "US").upper()
         self._part: list[OptOut] = []
         # Where a valid record's addresses are (a closed schema's fields); None: look.
         self._layout = schema_layout(self.schema) if self._validator is not None else None
+        # What the ledger keeps of a record beside its addresses: when it opted out at its
+        # origin (the stream's replication key) and, for an Optizmo stream, the list.
+        self._at_field, self._list_field = ledger_fields(
+            self.schema, target.bookmark_properties.get(self.stream_name), self.stream_name
+        )
 
     def get_validator(self) -> BaseJSONSchemaValidator | None:
         return FastJSONSchemaValidator(self.schema) if self.validate_schema else None
@@ -125,9 +132,17 @@ class OptoutsSink(BatchSink):
             return
         if result.reasons:
             self.rejects.record(self.stream_name, result.reasons, record, partial=True)
+        if self._at_field or self._list_field:
+            self._origin_details(result.optout, record)
         self._part.append(result.optout)
         if len(self._part) >= PART:
             self._feed()
+
+    def _origin_details(self, optout: OptOut, record: dict[str, t.Any]) -> None:
+        if self._at_field:
+            optout.at = _text(record.get(self._at_field))
+        if self._list_field:
+            optout.list_id = _text(record.get(self._list_field))
 
     def _feed(self) -> None:
         part, self._part = self._part, []
@@ -142,24 +157,32 @@ class OptoutsSink(BatchSink):
 
     # -- BATCH messages ---------------------------------------------------------------------
     def process_batch_files(self, encoding: BaseBatchFileEncoding, files: t.Sequence[str]) -> None:
-        if encoding.format != BatchFileFormat.JSONL:
-            super().process_batch_files(encoding, files)  # parquet: process_batch takes it
-            return
+        stream = self.stream_name
+        problem = encoding_problem(str(encoding.format), encoding.compression)
+        if problem is not None:  # checked with the message (target.py); here for subclasses
+            raise unreadable(stream, problem)
         storage = self.batch_config.storage if self.batch_config else None
         mapping = self._stream_map()
         count = 0
-        for path in files:
-            head, tail = StorageTarget.split_url(path)
-            with ExitStack() as stack:
-                handle = stack.enter_context((storage or StorageTarget.from_url(head)).open(tail))
-                if encoding.compression == "gzip":
-                    handle = stack.enter_context(gzip.open(handle))
-                for records, lines in _read_records(handle, tail, self._reject_line):
-                    count += lines
-                    self._take_block(records, mapping)
-        # The records wait in this sink's batch like RECORD messages' (written when it drains).
-        self.tally_record_read(count)
-        self.record_counter_metric.increment(count)
+        try:
+            for path in files:
+                with open_file(path, storage, encoding.compression, stream) as handle:
+                    for records, lines in read_records(
+                        handle,
+                        path.rsplit("/", 1)[-1],
+                        stream,
+                        self._reject_line,
+                        max_line=self.reader.max_line,
+                        stopped=lambda: self.reader.stop_signal is not None,
+                    ):
+                        count += lines
+                        self._take_block(records, mapping)
+        finally:
+            # The records wait in this sink's batch like RECORD messages' (written when it
+            # drains); those of a file cut short too (a signal: they are written, no STATE
+            # covers them).
+            self.tally_record_read(count)
+            self.record_counter_metric.increment(count)
 
     def take_records(self, records: list[dict[str, t.Any]]) -> None:
         """Records of RECORD messages in a row, unmapped (`fastpath.FastRecordMixin`): what
@@ -211,7 +234,16 @@ class OptoutsSink(BatchSink):
         ):
             emails = emails_of_block(records, self._block_plan)
             if emails is not None:
-                self._part.extend([OptOut(stream, email) for email in emails])
+                at, listed = self._at_field, self._list_field
+                if at or listed:
+                    self._part.extend(
+                        [
+                            OptOut(stream, email, at=_text(r.get(at)), list_id=_text(r.get(listed)))
+                            for email, r in zip(emails, records, strict=True)
+                        ]
+                    )
+                else:
+                    self._part.extend([OptOut(stream, email) for email in emails])
                 if len(self._part) >= PART:
                     self._feed()
                 return
@@ -227,6 +259,8 @@ class OptoutsSink(BatchSink):
                 continue
             if result.reasons:
                 rejects.record(stream, result.reasons, record, partial=True)
+            if self._at_field or self._list_field:
+                self._origin_details(optout, record)
             self._part.append(optout)
             if len(self._part) >= PART:
                 self._feed()
@@ -250,7 +284,10 @@ class OptoutsSink(BatchSink):
             self.rejects.record(self.stream_name, [f"record is not an object ({kind})"], record)
             return
         if mapping is not None:
-            mapped = mapping.transform(record)
+            try:
+                mapped = mapping.transform(record)
+            except MappingError as exc:
+                raise stream_map_failed(self.stream_name, exc) from None
             if mapped is None:
                 return  # filtered out by the stream map
             record = mapped
@@ -277,31 +314,31 @@ class OptoutsSink(BatchSink):
         return None
 
 
-def _read_records(
-    handle: t.IO[bytes], name: str, reject: t.Callable[[str], None]
-) -> t.Iterator[tuple[list[t.Any], int]]:
-    """A JSON-lines file's records, decoded a block of lines at a time (one call for
-    thousands of lines), each block with its number of non-blank lines. A line that is not
-    JSON is rejected, with its number; the others are read."""
-    number = 0  # lines before the block
-    for block in whole_line_chunks(handle.read, READ_BYTES):
-        try:
-            records = decoder.decode_lines(block)  # the SDK's: numbers as Decimal
-            number += line_count(block)
-            yield records, len(records)
-        except (msgspec.DecodeError, UnicodeDecodeError):
-            records, lines = [], 0
-            for line in block.splitlines():
-                number += 1
-                if not line.strip():
-                    continue
-                lines += 1
-                try:
-                    records.append(decoder.decode(line))
-                except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-                    reject(f"line {number} of batch file {name!r} is not JSON ({exc})")
-            yield records, lines
+def stream_map_failed(stream: str, exc: Exception) -> ConfigurationError:
+    """The error that stops a run whose stream map fails (every record would be refused).
+    What the expression met is named only when it is a name of the map (a value of the
+    record, which a message may quote, is never logged)."""
+    cause = exc.__cause__
+    detail = f"; {type(cause).__name__}" if cause is not None else ""
+    if isinstance(cause, simpleeval.NameNotDefined):
+        detail += f": {cause}"
+    return ConfigurationError(
+        f"target-optouts: the stream map of stream {stream!r} failed "
+        f"({type(exc).__name__}: {redact(exc)}{detail})"[:600]
+        + "; check stream_maps in the target's config (no STATE was emitted past this point)"
+    )
 
 
-# Bytes of a batch file read at a time.
-READ_BYTES = 1 << 20
+def ledger_fields(
+    schema: dict[str, t.Any], bookmarks: list[str] | None, stream: str
+) -> tuple[str | None, str | None]:
+    """The record fields holding when it opted out (the stream's replication key, from its
+    SCHEMA message) and its Optizmo list (an Optizmo stream's `optout_list_id`)."""
+    properties = schema.get("properties") or {}
+    at = bookmarks[0] if bookmarks and bookmarks[0] in properties else None
+    listed = "optout_list_id" if origin_provider(stream) == "optizmo" else None
+    return at, listed if listed in properties else None
+
+
+def _text(value: t.Any) -> str | None:
+    return value if isinstance(value, str) and value else None

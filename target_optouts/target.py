@@ -6,39 +6,50 @@ A failed write stops the run before any later STATE, so no STATE ever covers an 
 provider did not accept. With `dry_run` nothing is written and no STATE is emitted (a later real
 run must still see those records).
 
-Bad input never stops the run: a line that is not a Singer message, a RECORD before its
-stream's SCHEMA (or for a stream never described), a SCHEMA or STATE missing what it needs, a
-record the SDK refuses (missing key properties, a failing stream map) is rejected with its
-reason (`rejects_path`, counted in the summary), and every valid record is still written.
+Bad data never stops the run: a line that is not a Singer message, a RECORD or STATE missing
+what it needs, a STATE whose value is not an object, a line longer than `max_line_bytes`, a
+record the SDK refuses (missing key properties) is rejected with its reason (`rejects_path`,
+counted in the summary, one WARNING line at the end), and every valid record is still written.
+A cause outside one record stops the run instead, with one ERROR line, exit status 1 and no
+STATE after it (`errors.RunError`): a stream map that fails, a SCHEMA that cannot be used, a
+RECORD or BATCH message of a stream no SCHEMA described, a BATCH file that cannot be read.
 
-SIGTERM/SIGINT: the batch in flight is finished, what was read is written, the last STATE is
-emitted, and the process exits with 128 + the signal number. A second signal stops at once,
+SIGTERM/SIGINT: the batch in flight is finished (the read of a BATCH file stops at its next
+block), what was read is written, the last STATE is emitted, and the process exits with 128 +
+the signal number. A second signal stops at once,
 with no further STATE.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import typing as t
 
 import phonenumbers
 from singer_sdk import Target
 from singer_sdk.exceptions import (
+    ConfigValidationError,
     InvalidRecord,
     MappingError,
     MissingKeyPropertiesError,
     RecordsWithoutSchemaException,
 )
 
+from optouts_providers import progress
 from optouts_providers.gctune import settle_gc
 from optouts_providers.http import set_total_wait_budget
 from optouts_providers.redact import install_log_redaction, redact, register_secret
+from optouts_providers.settings import config_error_line
+from target_optouts.batchfiles import message_problem, unreadable
 from target_optouts.destinations import Destinations
+from target_optouts.errors import BatchFileError, ConfigurationError, RunError
 from target_optouts.fastpath import FastRecordMixin
+from target_optouts.lines import DEFAULT_MAX_LINE_BYTES
 from target_optouts.reader import OptoutsReader, StopReading
 from target_optouts.rejects import Rejects
 from target_optouts.settings import CONFIG_SCHEMA, SECRET_SETTINGS
-from target_optouts.sinks import OptoutsSink
+from target_optouts.sinks import OptoutsSink, stream_map_failed
 from target_optouts.writers import build_destinations
 
 SUMMARY_FIELDS = (
@@ -47,21 +58,21 @@ SUMMARY_FIELDS = (
     "skipped_origin",
     "skipped_channel",
     "duplicate",
+    "known_present",
     "rejected",
 )
 # From the destination's client (http.CallStats): the time spent throttled and the retries.
 CALL_FIELDS = ("requests", "retries", "rate_limited", "throttled_seconds", "retry_wait_seconds")
 
 
-class BatchFileError(RuntimeError):
-    """A BATCH message's file could not be read."""
+__all__ = ["BatchFileError", "TargetOptouts"]
 
 
 class TargetOptouts(FastRecordMixin, Target):
     """Singer target writing opt-outs to CheckMarket, SlickText (legacy or new API), Optizmo."""
 
     name = "target-optouts"
-    package_name = "optouts-connectors"  # the distribution, for --version and --about
+    package_name = "target-optouts"  # the distribution, for --version and --about
     message_reader_class = OptoutsReader
     default_sink_class = OptoutsSink
     config_jsonschema = CONFIG_SCHEMA
@@ -77,8 +88,12 @@ class TargetOptouts(FastRecordMixin, Target):
         if region not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(f"default_phone_region {region!r} is not a known region code")
         self.dry_run = bool(self.config.get("dry_run", False))
+        self.bookmark_properties: dict[str, list[str]] = {}  # per stream, from its SCHEMA
         self.rejects = Rejects(self.config.get("rejects_path"))
+        self.rejects.check_writable()  # refused now, not at the first reject mid-run
+        self.reader.max_line = int(self.config.get("max_line_bytes") or DEFAULT_MAX_LINE_BYTES)
         set_total_wait_budget(float(self.config.get("max_total_wait_seconds", 3600)))
+        progress.configure(self.config.get("progress_interval_seconds"))
         self.destinations: Destinations = build_destinations(self.config, self.rejects)
         self.summary: dict[str, t.Any] | None = None
         self.emitted_states: list[dict[str, t.Any]] = []
@@ -101,21 +116,22 @@ class TargetOptouts(FastRecordMixin, Target):
             return
         record = message_dict["record"]
         if stream not in self.mapper.stream_maps:
-            reason = f"no SCHEMA for stream {stream!r} came before this record"
-            self.rejects.record(stream, [reason], record)
-            return
+            # Every record of the stream would be refused: the tap's output is out of order.
+            raise ConfigurationError(
+                f"target-optouts: a RECORD of stream {stream!r} came before any SCHEMA of it "
+                f"(input line {self.reader.line_number}); no STATE was emitted past this point"
+            )
         if not isinstance(record, dict):
             kind = type(record).__name__
             self.rejects.record(stream, [f"record is not an object ({kind})"], record)
             return
         try:
             super()._process_record_message(message_dict)
-        except (
-            MissingKeyPropertiesError,
-            RecordsWithoutSchemaException,
-            MappingError,
-            InvalidRecord,
-        ) as exc:
+        except MappingError as exc:  # the configuration's, not the record's
+            raise stream_map_failed(stream, exc) from None
+        except RecordsWithoutSchemaException as exc:
+            raise ConfigurationError(f"target-optouts: {redact(exc)}") from None
+        except (MissingKeyPropertiesError, InvalidRecord) as exc:
             # Raised before the record reaches a sink: nothing of it was written or queued.
             reason = f"refused by the SDK ({type(exc).__name__}): {redact(exc)}"
             self.rejects.record(stream, [reason[:500]], record)
@@ -124,22 +140,32 @@ class TargetOptouts(FastRecordMixin, Target):
         stream = message_dict.get("stream")
         schema = message_dict.get("schema")
         keys = message_dict.get("key_properties")
+        bookmarks = message_dict.get("bookmark_properties")
+        if isinstance(stream, str) and isinstance(bookmarks, list):
+            self.bookmark_properties[stream] = [b for b in bookmarks if isinstance(b, str)]
+        # A SCHEMA describes every record of its stream: one it cannot use is configuration.
+        problem = None
         if not isinstance(stream, str) or not stream:
-            self.reader.reject_current("a SCHEMA without a stream name")
-            return
-        if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
-            self.reader.reject_current(f"the SCHEMA of stream {stream!r} has no properties")
-            return
-        if keys is not None and not (
+            problem = "a SCHEMA without a stream name"
+        elif not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
+            problem = f"the SCHEMA of stream {stream!r} has no properties"
+        elif keys is not None and not (
             isinstance(keys, list) and all(isinstance(key, str) for key in keys)
         ):
-            self.reader.reject_current(f"the key_properties of stream {stream!r} are not names")
-            return
-        try:
-            super()._process_schema_message(message_dict)
-        except Exception as exc:  # registering a schema writes nothing: safe to reject
-            reason = f"the SCHEMA of stream {stream!r} is unusable ({type(exc).__name__})"
-            self.reader.reject_current(f"{reason}: {redact(exc)}"[:500])
+            problem = f"the key_properties of stream {stream!r} are not names"
+        if problem is None:
+            try:
+                super()._process_schema_message(message_dict)
+                return
+            except MappingError as exc:
+                raise stream_map_failed(stream, exc) from None
+            except Exception as exc:  # whatever the SDK says, it cannot be used
+                problem = f"the SCHEMA of stream {stream!r} cannot be used ({type(exc).__name__})"
+                problem = f"{problem}: {redact(exc)}"[:500]
+        raise ConfigurationError(
+            f"target-optouts: {problem} (input line {self.reader.line_number}); no STATE was "
+            "emitted past this point"
+        )
 
     def _process_activate_version_message(self, message_dict: dict) -> None:
         if not self._known_stream(message_dict):
@@ -151,30 +177,16 @@ class TargetOptouts(FastRecordMixin, Target):
             self.reader.reject_current(f"an unusable ACTIVATE_VERSION message ({exc!r})"[:500])
 
     def _process_batch_message(self, message_dict: dict) -> None:
-        encoding, manifest = message_dict.get("encoding"), message_dict.get("manifest")
-        if not self._known_stream(message_dict):
-            self.reader.reject_current("a BATCH message for an unknown stream")
-            return
-        if not isinstance(encoding, dict) or not isinstance(encoding.get("format"), str):
-            self.reader.reject_current("a BATCH message without an encoding format")
-            return
-        if not isinstance(manifest, list) or not all(isinstance(f, str) for f in manifest):
-            self.reader.reject_current("a BATCH message without a manifest of file names")
-            return
+        # A BATCH message holds a whole file of opt-outs: one the target cannot read stops the
+        # run, with no STATE after it (going on would acknowledge them unwritten).
+        stream = message_dict.get("stream")
+        problem = message_problem(message_dict, self.mapper.stream_maps)
+        if problem is not None:
+            raise unreadable(str(stream), f"{problem} (input line {self.reader.line_number})")
         try:
             super()._process_batch_message(message_dict)
-        except OSError as exc:
-            # The message is sound but its opt-outs cannot be read (a file gone, storage
-            # down): going on would acknowledge them unwritten. Stop, with no STATE after.
-            raise BatchFileError(
-                f"target-optouts: a batch file of stream {message_dict['stream']!r} could not "
-                f"be read ({redact(exc)}); its opt-outs are not acknowledged (no STATE covers "
-                "them): run the tap again from the last STATE"
-            ) from None
-        except (KeyError, TypeError, ValueError) as exc:
-            # An encoding this target cannot read; a failed write is a DeliveryError and
-            # stops the run.
-            self.reader.reject_current(f"an unusable BATCH message ({exc!r})"[:500])
+        except OSError as exc:  # storage failing while a file is read
+            raise unreadable(str(stream), redact(exc)) from None
 
     def _known_stream(self, message_dict: dict) -> bool:
         """The message names a stream whose SCHEMA came before."""
@@ -186,6 +198,10 @@ class TargetOptouts(FastRecordMixin, Target):
             self.reader.reject_current("a STATE message without a value")
             return
         state = message_dict["value"]
+        if not isinstance(state, dict):  # Meltano would store it as the pipeline's state
+            kind = type(state).__name__
+            self.reader.reject_current(f"a STATE whose value is not an object ({kind})")
+            return
         if self._latest_state == state:
             return
         self._latest_state = state
@@ -193,8 +209,9 @@ class TargetOptouts(FastRecordMixin, Target):
         self.drain_all()
 
     def _write_state_message(self, state: dict) -> None:
-        if self.dry_run:
-            self.logger.info("dry_run: STATE not emitted")
+        if self.dry_run or self.config.get("ledger_reconcile"):
+            # A reconcile reads everything again: its STATE is no bookmark for a sync.
+            self.logger.info("dry_run or ledger_reconcile: STATE not emitted")
             return
         if self.emitted_states and self.emitted_states[-1] == state:
             return  # already passed on when it arrived; the final drain repeats it
@@ -234,6 +251,20 @@ class TargetOptouts(FastRecordMixin, Target):
         if not self.reader.busy:
             raise StopReading
 
+    @classmethod
+    def invoke(cls, **kwargs: t.Any) -> None:  # type: ignore[override]
+        """The SDK's, with a `RunError` logged as its one line (the traceback at DEBUG)."""
+        try:
+            super().invoke(**kwargs)
+        except RunError as exc:
+            logger = logging.getLogger(cls.name)
+            logger.debug("target-optouts: the run stopped", exc_info=True)
+            logger.error("%s", exc)
+            raise SystemExit(1) from None
+        except ConfigValidationError as exc:  # one line naming the settings, as the tap's
+            logging.getLogger(cls.name).error("%s", config_error_line(exc))
+            raise SystemExit(1) from None
+
     def log_summary(self, summary: dict[str, t.Any]) -> None:
         mode = " (dry run)" if summary["dry_run"] else ""
         for name, counts in summary["destinations"].items():
@@ -252,6 +283,18 @@ class TargetOptouts(FastRecordMixin, Target):
             mode,
         )
         self.logger.info("target-optouts summary json: %s", json.dumps(summary, sort_keys=True))
+        rejected = sum(inputs[key] for key in ("rejected", "partially_rejected", "invalid_lines"))
+        refused = inputs.get("refused_by_providers", 0)
+        if rejected or refused:
+            path = self.rejects.path
+            where = f"rejects_path={path}" if path else "rejects_path is not set (reasons above)"
+            self.logger.warning(
+                "target-optouts: %d input(s) rejected, %d address(es) refused by providers in "
+                "this run; %s",
+                rejected,
+                refused,
+                where,
+            )
 
 
 if __name__ == "__main__":

@@ -21,13 +21,14 @@ from operator import attrgetter
 from typing import Any
 
 from optouts_providers.checkmarket.client import CheckMarketClient
+from optouts_providers.http import http_options
 from optouts_providers.optizmo import wire as optizmo_wire
 from optouts_providers.optizmo.client import OptizmoClient
 from optouts_providers.results import WriteResult
-from optouts_providers.slicktext.client import slicktext_client_from_config
-from tap_optouts.client import http_options
+from optouts_providers.slicktext.client import check_one_api, slicktext_client_from_config
 from target_optouts.destinations import Destination, Destinations, Values
 from target_optouts.inflight import InFlight
+from target_optouts.ledger.open import open_session
 from target_optouts.normalize import OptOut
 from target_optouts.rejects import Rejects
 
@@ -116,6 +117,19 @@ class OptizmoDestination(Destination):
         self.upload_timeout_seconds = upload_timeout_seconds
         self.poll_interval_seconds = poll_interval_seconds
         self.spools: dict[str, Spool] = {}  # per stream: the email list's emails and MD5s
+
+    def ledger_channels(self) -> dict[str, tuple[str, str]]:
+        # Each list is a destination of its own in the ledger; an SMS list holds phones.
+        out = {}
+        if self.email_list_id:
+            out["email"] = (f"optizmo:{self.email_list_id}", "email")
+            out["md5"] = (f"optizmo:{self.email_list_id}", "md5")
+        if self.sms_list_id:
+            out["sms"] = (f"optizmo:{self.sms_list_id}", "phone")
+        return out
+
+    def ledger_value(self, channel: str, value: str) -> str:
+        return "+" + value if channel == "sms" else value
 
     @cached_property
     def channels(self) -> list[tuple[str, Callable[[OptOut], str | None]]]:
@@ -241,7 +255,7 @@ def _require_pair(name: str, settings: Mapping[str, Any], first: str, second: st
 
 
 def build_destinations(config: Mapping[str, Any], rejects: Rejects) -> Destinations:
-    """A destination per provider whose credentials are set."""
+    """A destination per provider whose credentials are set, and the ledger (`ledger_url`)."""
     common = {
         "rejects": rejects,
         "dry_run": bool(config.get("dry_run", False)),
@@ -262,13 +276,9 @@ def build_destinations(config: Mapping[str, Any], rejects: Rejects) -> Destinati
         items.append(CheckMarketDestination(client, **common))
 
     st = _settings(config, "slicktext")
+    check_one_api(st)
     legacy = _require_pair("slicktext", st, "public_key", "private_key")
     if legacy or st.get("api_key"):
-        if legacy and st.get("api_key"):
-            raise ValueError(
-                "slicktext: set either public_key and private_key (legacy API) or api_key "
-                "(new API), not both"
-            )
         items.append(SlickTextDestination(slicktext_client_from_config(st, **options), **common))
 
     oz = _settings(config, "optizmo")
@@ -294,4 +304,5 @@ def build_destinations(config: Mapping[str, Any], rejects: Rejects) -> Destinati
         )
     elif oz.get("email_list_id") or oz.get("sms_list_id"):
         raise ValueError("optizmo: a list id is set but api_key is not")
-    return Destinations(items, rejects, dry_run=common["dry_run"])
+    ledger = open_session(config, dry_run=common["dry_run"]) if items else None
+    return Destinations(items, rejects, dry_run=common["dry_run"], ledger=ledger)

@@ -31,6 +31,17 @@ def meltano_executable() -> str:
     return found
 
 
+def meltano_version() -> tuple[int, ...]:
+    """The version of the Meltano `meltano_executable()` runs, from its installed metadata
+    (`meltano --version` takes seconds to start)."""
+    site = Path(meltano_executable()).resolve().parent.parent / "lib"
+    found = sorted(site.glob("python3*/site-packages/meltano-*.dist-info"))
+    if not found:
+        raise RuntimeError(f"no meltano-*.dist-info under {site}")
+    version = found[0].name.removeprefix("meltano-").removesuffix(".dist-info")
+    return tuple(int(part) for part in re.findall(r"\d+", version)[:3])
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -48,6 +59,7 @@ def sandbox_env(tmp_path: Path, sandbox_url: str, port: int | None = None) -> di
         "OPTOUTS_SANDBOX_DIR": str(tmp_path / "sandbox-run"),
         "TARGET_JSONL_DESTINATION_PATH": str(tmp_path / "output"),
         "TARGET_OPTOUTS_REJECTS_PATH": str(tmp_path / "output" / "rejects.jsonl"),
+        "TARGET_OPTOUTS_LEDGER_URL": f"sqlite:///{tmp_path / 'ledger' / 'ledger.sqlite'}",
         "TAP_OPTOUTS_CHECKMARKET_BASE_URL": f"{sandbox_url}/checkmarket",
         "TAP_OPTOUTS_SLICKTEXT_BASE_URL": f"{sandbox_url}/slicktext",
         "TAP_OPTOUTS_OPTIZMO_BASE_URL": f"{sandbox_url}/optizmo",

@@ -1,5 +1,6 @@
-"""`meltano config test` for both connectors, and a plain `tap-optouts | target-optouts` pipe
-that keeps its state in a file, each a real process against the sandbox. (`meltano run`:
+"""`meltano config test` for both connectors (the target's an expected failure on Meltano
+4.4.1), and a plain `tap-optouts | target-optouts` pipe that keeps its state in a file, each a
+real process against the sandbox. (`meltano run`:
 tests/test_meltano_sync.py and test_meltano_tap.py; `meltano elt` and `meltano el` with a state
 id: tests/test_ecosystem_postgres.py.)"""
 
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from optouts_sandbox import credentials as C
-from tests.meltano_support import ensure_installed, meltano, sandbox_env
+from tests.meltano_support import ensure_installed, meltano, meltano_version, sandbox_env
 from tests.sandbox_support import (
     BIN,
     control,
@@ -65,18 +66,43 @@ def _stored_bookmarks(state: dict) -> dict[str, set[str]]:
     return out
 
 
-def test_meltano_config_test_passes_for_tap_and_target(tmp_path):
-    """`meltano config test`: the tap reads a record from the sandbox; the target takes
-    Meltano's test stream (its record carries no address: rejected, counted, not fatal)."""
+def test_meltano_config_test_passes_for_the_tap(tmp_path):
+    """`meltano config test tap-optouts`: the tap reads a record from the sandbox."""
     with running_sandbox() as server:
         env = sandbox_env(tmp_path, server.url)
-        ensure_installed(env, "tap-optouts", "target-optouts")
-        for plugin in ("tap-optouts", "target-optouts"):
-            result = meltano("config", "test", plugin, env=env)
-            assert result.returncode == 0, result.stdout + result.stderr[-3000:]
-            assert "Plugin configuration is valid" in result.stdout
-        rejected = (tmp_path / "output" / "rejects.jsonl").read_text().splitlines()
-    assert [json.loads(line)["stream"] for line in rejected] == ["meltano_test_stream"]
+        ensure_installed(env, "tap-optouts")
+        result = meltano("config", "test", "tap-optouts", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert "Plugin configuration is valid" in result.stdout
+
+
+# Meltano 4.4.1's loader test terminates the loader after it has exited (ProcessLookupError),
+# so `meltano config test <loader>` fails for every loader. Strict: on a Meltano of this
+# version that passes, the mark must go; on a later Meltano the test runs as any other.
+@pytest.mark.xfail(
+    meltano_version() <= (4, 4, 1),
+    reason="Meltano <= 4.4.1: `meltano config test <loader>` raises ProcessLookupError",
+    raises=AssertionError,
+    strict=True,
+)
+def test_meltano_config_test_passes_for_the_target(tmp_path):
+    """`meltano config test target-optouts`: the target takes Meltano's test stream (its
+    record carries no address: rejected, counted, not fatal)."""
+    with running_sandbox() as server:
+        env = sandbox_env(tmp_path, server.url)
+        ensure_installed(env, "target-optouts")
+        result = meltano("config", "test", "target-optouts", env=env)
+        rejects = tmp_path / "output" / "rejects.jsonl"
+        rejected = rejects.read_text().splitlines() if rejects.exists() else []
+    # pytest.fail, not assert: anything but the known bug is a failure, not the expected one.
+    streams = [json.loads(line)["stream"] for line in rejected]
+    if streams != ["meltano_test_stream"]:
+        pytest.fail(f"the target did not reject Meltano's test record: {streams}")
+    output = result.stdout + result.stderr
+    if result.returncode != 0 and "ProcessLookupError" not in output:
+        pytest.fail(f"meltano config test failed, not with the known bug: {output[-3000:]}")
+    assert result.returncode == 0, output[-3000:]
+    assert "Plugin configuration is valid" in result.stdout
 
 
 def _pipe(tmp_path: Path, tap: dict, target: dict, state_in: Path | None, state_out: Path):

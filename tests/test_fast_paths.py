@@ -266,7 +266,7 @@ def test_a_batch_file_that_cannot_be_read_stops_the_target_without_state(sandbox
     process = run_cli(config, messages, tmp_path)
 
     assert process.returncode != 0
-    assert "a batch file of stream 'crm_people' could not be read" in process.stderr
+    assert "a BATCH message of stream 'crm_people' cannot be read" in process.stderr
     assert "gone.jsonl" in process.stderr
     lines = [json.loads(line) for line in process.stdout.splitlines() if line.strip()]
     states = [line["value"] for line in lines if line.get("type") == "STATE"]

@@ -1,5 +1,6 @@
-"""`--about`, meltano.yml and the README settings tables say the same thing, and meltano.yml's
-plugin definitions are complete enough for Meltano Hub (no Hub look-up is needed or possible)."""
+"""`--about`, meltano.yml, the Hub definitions (hub/) and the README settings tables say the
+same thing, and meltano.yml's plugin definitions are complete enough for Meltano Hub (no Hub
+look-up is needed or possible)."""
 
 from __future__ import annotations
 
@@ -21,11 +22,17 @@ settings_tables = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(settings_tables)
 # One `--about` process per plugin for the whole module (each costs seconds).
 settings_tables.about = functools.cache(settings_tables.about)
+hub_spec = importlib.util.spec_from_file_location(
+    "hub_definitions", ROOT / "scripts/hub_definitions.py"
+)
+hub_definitions = importlib.util.module_from_spec(hub_spec)
+hub_spec.loader.exec_module(hub_definitions)
 
 PROJECT = yaml.safe_load((ROOT / "meltano.yml").read_text())
 PLUGIN_TYPES = ("extractors", "loaders", "mappers", "utilities")
 # Meltano 4.4.1 cannot pass a `decimal` setting set by an environment variable (it writes a
-# Decimal into the plugin's JSON config: TypeError), so number settings are `integer`.
+# Decimal into the plugin's JSON config: TypeError), so number settings are `integer`, and one
+# that takes a number or a numeric string (a fractional rate) is `string`.
 KINDS = {
     "integer": "integer",
     "number": "integer",
@@ -66,6 +73,8 @@ def _expected_kind(spec: dict) -> str:
         return "date_iso8601"
     types = spec.get("type") or []
     types = [types] if isinstance(types, str) else types
+    if "string" in types:
+        return "string"
     return KINDS[next(t for t in types if t != "null")]
 
 
@@ -88,7 +97,7 @@ def test_meltano_yml_declares_every_setting_as_about_does(plugin):
 def test_meltano_yml_declares_capabilities_the_plugin_reports(plugin):
     about = settings_tables.about(plugin)
     declared = set(_meltano_plugin(plugin)["capabilities"])
-    assert declared <= set(about["capabilities"]), declared - set(about["capabilities"])
+    assert declared == set(about["capabilities"])
     assert {"about", "stream-maps", "schema-flattening"} <= declared
     if plugin.startswith("tap-"):
         assert {"catalog", "discover", "state"} <= declared
@@ -97,13 +106,14 @@ def test_meltano_yml_declares_capabilities_the_plugin_reports(plugin):
 @pytest.mark.parametrize("plugin", settings_tables.PLUGINS)
 def test_settings_groups_name_each_providers_credentials(plugin):
     """Each credential set is a group: configuring any one provider is a valid config, and
-    every secret belongs to one."""
+    every provider secret belongs to one."""
     definition = _meltano_plugin(plugin)
     declared = {s["name"] for s in definition["settings"]}
     groups = [set(group) for group in definition["settings_group_validation"]]
     assert all(group <= declared for group in groups)
     secrets = {s["name"] for s in definition["settings"] if s.get("sensitive")}
-    assert secrets <= set().union(*groups)
+    # Provider credentials; the ledger's optional hash key is no credential of a provider.
+    assert {name for name in secrets if "." in name} <= set().union(*groups)
     for provider in ("checkmarket", "slicktext", "optizmo"):
         assert any(all(n.startswith(provider + ".") for n in g) for g in groups), provider
 
@@ -120,7 +130,13 @@ def test_every_plugin_is_defined_in_full_and_pinned():
             continue
         assert plugin.get("namespace") and plugin.get("executable"), name
         pip_url = plugin["pip_url"]
-        assert pip_url == "-e ." or re.match(r"^[\w.-]+==[\w.]+", pip_url), (name, pip_url)
+        if pip_url.startswith("-e ./packages/"):
+            # The repository's own: the plugin's distribution and the providers' it needs.
+            members = re.findall(r"-e \./packages/([\w-]+)", pip_url)
+            assert members[0] == "optouts-providers" and len(members) == 2, (name, pip_url)
+            assert (ROOT / "packages" / members[1] / "pyproject.toml").exists(), name
+        else:
+            assert re.match(r"^[\w.-]+==[\w.]+", pip_url), (name, pip_url)
         for setting in plugin.get("settings", []):
             assert setting.get("label") and setting.get("description"), (name, setting["name"])
             assert setting.get("kind"), (name, setting["name"])
@@ -145,3 +161,51 @@ def test_readme_settings_tables_are_the_about_output():
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _hub(plugin: str) -> dict:
+    return yaml.safe_load((ROOT / "hub" / f"{plugin}.yml").read_text())
+
+
+def test_hub_definitions_are_generated_from_about_and_meltano_yml():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/hub_definitions.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {p.stem for p in (ROOT / "hub").glob("*.yml")} == set(hub_definitions.PLUGINS)
+
+
+@pytest.mark.parametrize("plugin", settings_tables.PLUGINS)
+def test_hub_definition_declares_every_setting_as_about_does(plugin):
+    about = _about_settings(plugin)
+    hub = _hub(plugin)
+    declared = {s["name"]: s for s in hub["settings"]}
+    assert set(declared) == set(about)
+    for name, spec in about.items():
+        setting = declared[name]
+        assert setting["label"] and setting["description"], name
+        assert setting["kind"] == _expected_kind(spec), name
+        assert setting["sensitive"] is bool(spec.get("secret")), name
+        assert setting.get("value") == spec.get("default"), name
+    assert set(hub["capabilities"]) == set(settings_tables.about(plugin)["capabilities"])
+    meltano = _meltano_plugin(plugin)
+    assert hub["settings_group_validation"] == meltano["settings_group_validation"]
+    for key in ("namespace", "executable", "label", "description"):
+        assert hub[key] == meltano[key], key
+
+
+@pytest.mark.parametrize("plugin", sorted(hub_definitions.PLUGINS))
+def test_hub_pip_url_installs_the_plugin_and_the_providers_from_the_repository(plugin):
+    """Neither distribution is on PyPI: both come from the repository, each from its folder
+    under packages/, whose pyproject.toml names the plugin's executable."""
+    hub = _hub(plugin)
+    assert {"name", "namespace", "variant", "pip_url", "executable"} <= set(hub)
+    urls = hub["pip_url"].split()
+    folders = [url.split("#subdirectory=packages/", 1)[1] for url in urls]
+    assert all(url.startswith(f"git+{hub_definitions.REPOSITORY}.git#") for url in urls)
+    assert folders == ["optouts-providers", hub_definitions.PLUGINS[plugin][1]]
+    pyproject = (ROOT / "packages" / folders[1] / "pyproject.toml").read_text()
+    assert f'\n{hub["executable"]} = "' in pyproject

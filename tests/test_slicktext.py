@@ -144,9 +144,10 @@ def bookmark_state(value: str) -> dict[str, Any]:
 
 
 def config_for(server: SandboxHTTPServer, api: str, **settings: Any) -> dict[str, Any]:
-    if api == "slicktext-v2":
-        settings = {**slicktext_v2_settings(server), **settings}
-    return tap_config(server, providers=("slicktext",), slicktext=settings)
+    config = tap_config(server, providers=("slicktext",), slicktext=settings)
+    if api == "slicktext-v2":  # the new API's settings alone: both key sets are refused
+        config["slicktext"] = {**slicktext_v2_settings(server), **settings}
+    return config
 
 
 # -- wire: Pacific bounds and the repeated hour --------------------------------------------

@@ -54,7 +54,7 @@ def test_a_run_writes_emits_state_and_logs_a_summary(sandbox, tmp_path):
     assert stdout_states(result) == [{"bookmarks": {"crm_people": {"n": 6}}}]
     assert re.search(
         r"target-optouts summary: checkmarket written=5 already_present=0 skipped_origin=0 "
-        r"skipped_channel=0 duplicate=0 rejected=0",
+        r"skipped_channel=0 duplicate=0 known_present=0 rejected=0",
         result.stderr,
     )
     assert "target-optouts summary: slicktext written=2 " in result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
@@ -17,17 +18,20 @@ from optouts_providers.checkmarket import wire
 from optouts_providers.http import (
     DEFAULT_TIMEOUT,
     CallStats,
+    MalformedAnswerError,
     ProviderError,
     ProviderSession,
     RetryPolicy,
     _default_error_detail,
     decode_json,
 )
+from optouts_providers.pageguard import PageGuard
 from optouts_providers.redact import register_secret
 from optouts_providers.results import WriteResult
 from optouts_providers.timeutil import to_rfc3339
 
 T = TypeVar("T")
+logger = logging.getLogger("optouts.checkmarket")
 
 
 class CheckMarketAuthenticator(APIKeyAuthenticator):
@@ -62,6 +66,23 @@ def record_timestamp(value: str) -> str:
     if _MILLIS_Z.fullmatch(value):
         return value[:-1] + "000Z"
     return to_rfc3339(wire.parse_datetime(value))
+
+
+def _page(body: Any) -> tuple[list[Any], int | None]:
+    """(Data, Meta.TotalRowCount) of a list answer."""
+    items = wire.data_items(body)
+    meta = body.get("Meta")
+    total = meta.get("TotalRowCount") if isinstance(meta, dict) else None
+    return items, total if isinstance(total, int) and not isinstance(total, bool) else None
+
+
+def _sample(value: Any) -> str:
+    """A short view of an unexpected value, for an error message (an object by its keys: its
+    values may be personal data)."""
+    if isinstance(value, dict):
+        return f"an object with keys {sorted(map(str, value))[:12]}"
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def to_e164(phone: str) -> str:
@@ -115,22 +136,59 @@ class CheckMarketClient:
     def iter_optouts(
         self, start: datetime, end: datetime, survey_id: int | None = None
     ) -> Iterator[dict[str, Any]]:
-        """Records of `checkmarket_optouts` with start <= DateOptOut < end, in API order."""
+        """Records of `checkmarket_optouts` with start <= DateOptOut < end, in API order; a row
+        without a DateOptOut is yielded too (with DateOptOut null, and a warning): it is still
+        an opt-out."""
+        path = wire.optouts_path(survey_id)
         params = {"top": self.page_size, "filter": wire.window_filter(start, end)}
         low, high = to_rfc3339(start), to_rfc3339(end)
+        survey = survey_id or wire.ACCOUNT_LIST
+        guard = PageGuard(wire.PROVIDER, "GET", "/" + path)
         paginator = NextLinkPaginator()
         while not paginator.finished:
             link = paginator.current_value
             if link is None:
-                response = self.session.request("GET", wire.optouts_path(survey_id), params=params)
+                response = self.session.request("GET", path, params=params)
             else:
                 response = self.session.request("GET", wire.link_path(link.geturl()))
-            for item in self._answer(response, wire.data_items):
-                at = record_timestamp(item["DateOptOut"])
+            items, total = self._answer(response, _page)
+            guard.page(items, total)
+            for item in items:
+                record = self._record(response, item, survey)
+                at = record["DateOptOut"]
                 # The filter's DateTime literal has whole seconds: trim to the exact window.
-                if low <= at < high:
-                    yield {**item, "DateOptOut": at, "SurveyId": survey_id or wire.ACCOUNT_LIST}
+                if at is None or low <= at < high:
+                    yield record
+            next_href = self._answer(response, wire.next_href)
+            if next_href:
+                guard.follow(wire.link_path(next_href))
             paginator.advance(response)
+
+    def _record(self, response: requests.Response, item: Any, survey: int) -> dict[str, Any]:
+        """A row as a record; a row of another shape fails naming the endpoint."""
+        if not isinstance(item, dict) or item.get("ContactId") is None:
+            raise self._malformed(response, f"a row that is not a contact: {_sample(item)}")
+        value = item.get("DateOptOut")
+        if value is None:
+            logger.warning(
+                "%s %s: opt-out of ContactId %s has no DateOptOut: written without a date, "
+                "the bookmark does not move for it",
+                wire.PROVIDER,
+                self.session.endpoint(response.url),
+                item["ContactId"],
+            )
+            return {**item, "DateOptOut": None, "SurveyId": survey}
+        try:
+            at = record_timestamp(value)
+        except (TypeError, ValueError, AttributeError):
+            detail = f"ContactId {item['ContactId']} has a DateOptOut that is not a date-time"
+            raise self._malformed(response, f"{detail}: {_sample(value)}") from None
+        return {**item, "DateOptOut": at, "SurveyId": survey}
+
+    def _malformed(self, response: requests.Response, detail: str) -> ProviderError:
+        method = response.request.method or "GET"
+        endpoint = self.session.endpoint(response.url)
+        return MalformedAnswerError(wire.PROVIDER, method, endpoint, response.status_code, detail)
 
     def _answer(self, response: requests.Response, read: Callable[[Any], T]) -> T:
         """`read` applied to the JSON answer; a body that is not the expected envelope fails

@@ -14,10 +14,10 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from typing import IO, Any
-from urllib.parse import quote
+from urllib.parse import quote, urljoin
 
 import requests
 import urllib3
@@ -48,6 +48,10 @@ MAX_POLL_WAIT = 60.0
 DOWNLOAD_ATTEMPTS = 3
 # Upload lines the client itself finds malformed, kept to name them in `rejected`.
 MAX_SUSPECTS = 10_000
+# An opt-out row (an address, its MD5, a time, campaign names, an IP) is well under 2 KB: a
+# physical line (its bytes before the `\n`) longer than this is not one, and is refused
+# before it is held in memory.
+MAX_LINE_BYTES = 1 << 20
 
 RECORD_FIELDS = ("plain", "hashed", "timestamp", *wire.CAMPAIGN_FILE_COLUMNS, "ip")
 
@@ -169,6 +173,114 @@ class OptizmoClient:
             finally:
                 response.close()
 
+    def iter_download_activity(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        poll_interval_seconds: float = 5.0,
+        download_timeout_seconds: float = 900.0,
+    ) -> Iterator[dict[str, Any]]:
+        """Records of `optizmo_download_activity` (which affiliate and campaign downloaded
+        which list, when) with `start <= downloaded_at < end`, every list of the account.
+
+        The export reaches back ACTIVITY_MAX_DAYS days at most: an older `start` is moved up
+        to that. Its answer may be a redirect to the file, JSON holding a link, or the file
+        itself; a link may answer 404 until the file is ready."""
+        end = end.astimezone(UTC)
+        earliest = end - timedelta(days=wire.ACTIVITY_MAX_DAYS)
+        if start.astimezone(UTC) < earliest:
+            logger.info(
+                "Optizmo download activity: the export holds the last %d days only; "
+                "reading from %s",
+                wire.ACTIVITY_MAX_DAYS,
+                to_rfc3339(earliest),
+            )
+            start = earliest
+        params = wire.date_range(start.astimezone(UTC), end)
+        low, high = to_rfc3339(start), to_rfc3339(end)
+        progress = Transfer(logger, "optizmo download activity")
+        seen: set[str] = set()
+        for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+            response = self._activity_file(params, poll_interval_seconds, download_timeout_seconds)
+            try:
+                for record in self._activity_records(response, progress):
+                    key = record["activity_id"]
+                    if key in seen:  # read before the file was cut short
+                        continue
+                    seen.add(key)
+                    if low <= record["downloaded_at"] < high:
+                        yield record
+                progress.status("done", bytes=progress.bytes, rows=len(seen))
+                return
+            except RetryableProviderError as exc:
+                if attempt == DOWNLOAD_ATTEMPTS:
+                    raise
+                logger.warning("Optizmo: %s; fetching the export again (try %d)", exc, attempt + 1)
+                self._sleep(random.uniform(0, min(5.0, 0.25 * 2**attempt)))
+            finally:
+                response.close()
+
+    def _activity_file(
+        self, params: dict[str, str], interval: float, timeout: float
+    ) -> requests.Response:
+        """The export's file: followed from a redirect or a JSON link (without credentials,
+        as every storage link), or the answer itself when it is the file."""
+        path = "/" + wire.DOWNLOAD_ACTIVITY
+        response = self.session.request(
+            "GET", wire.DOWNLOAD_ACTIVITY, params=params, ok=wire.REDIRECT_STATUSES, stream=True
+        )
+        if response.status_code in wire.REDIRECT_STATUSES:
+            location = response.headers.get("Location")
+            response.close()
+            if not location:
+                raise ProviderError(
+                    wire.PROVIDER, "GET", path, response.status_code, "a redirect without Location"
+                )
+            link = urljoin(response.url, location)
+            return self._wait_for_file(link, interval, timeout)
+        if "json" not in response.headers.get("Content-Type", "").lower():
+            return response
+        try:
+            link = wire.find_download_link(decode_json(response))
+        finally:
+            response.close()
+        if not link:
+            raise ProviderError(
+                wire.PROVIDER, "GET", path, response.status_code, "the answer holds no link"
+            )
+        return self._wait_for_file(link, interval, timeout)
+
+    def _activity_records(
+        self, response: requests.Response, progress: Transfer | None = None
+    ) -> Iterator[dict[str, Any]]:
+        link = response.url
+        what = "the download-activity export"
+        for text in _csv_texts(response, link, progress, what=what):
+            reader = csv.reader(text)
+            try:
+                header = next(reader, None) or []
+                positions = wire.activity_fields(header)
+                missing = [
+                    " or ".join(choice)
+                    for choice in wire.ACTIVITY_REQUIRED
+                    if not any(field in positions for field in choice)
+                ]
+                if missing:
+                    names = ", ".join(wire.header_name(cell) for cell in header) or "none"
+                    raise ProviderError(
+                        wire.PROVIDER,
+                        "GET",
+                        link,
+                        200,
+                        f"{what} lacks the column(s) {', '.join(missing)} (header: {names})",
+                    )
+                for row in reader:
+                    if row and row != [""]:
+                        yield _activity_record(row, positions, link)
+            except csv.Error as exc:
+                raise _unreadable(link, what, reader.line_num, exc) from None
+
     def _wait_for_file(
         self, link: str, interval: float, timeout: float, progress: Transfer | None = None
     ) -> requests.Response:
@@ -208,13 +320,16 @@ class OptizmoClient:
         progress: Transfer | None = None,
     ) -> Iterator[dict[str, Any] | None]:
         """One item per data row of the file (None for a row without any address)."""
-        for text in _csv_texts(response, link, progress):
+        for text in _csv_texts(response, link, progress, what=f"list {list_id}"):
             reader = csv.reader(text)
-            rows = _RowReader(next(reader, None), required, link)
-            for row in reader:
-                if not row or row == [""]:
-                    continue
-                yield rows.record(list_id, row)
+            try:
+                rows = _RowReader(next(reader, None), required, link)
+                for row in reader:
+                    if not row or row == [""]:
+                        continue
+                    yield rows.record(list_id, row)
+            except csv.Error as exc:
+                raise _unreadable(link, f"list {list_id}", reader.line_num, exc) from None
 
     # -- write ----------------------------------------------------------------------------
     def collect(self, list_id: str, *, email: str | None = None, sms: str | None = None) -> None:
@@ -511,9 +626,14 @@ def _chunks(
 
 
 def _csv_texts(
-    response: requests.Response, link: str, progress: Transfer | None = None
+    response: requests.Response,
+    link: str,
+    progress: Transfer | None = None,
+    *,
+    what: str = "the file",
 ) -> Iterator[io.TextIOWrapper]:
-    """6.4: a plain CSV, or a ZIP of CSVs told apart by its first bytes; text streams."""
+    """6.4: a plain CSV, or a ZIP of CSVs told apart by its first bytes; text streams whose
+    physical lines are capped at MAX_LINE_BYTES (`what` names the file in that error)."""
     chunks = _chunks(response, link, progress)
     head = b""
     for chunk in chunks:
@@ -522,7 +642,7 @@ def _csv_texts(
             break
     body = _prepend(head, chunks)
     if not head.startswith(wire.ZIP_SIGNATURES):
-        raw = io.BufferedReader(_ChunkStream(body), CHUNK_BYTES)
+        raw = io.BufferedReader(_LineCap(_ChunkStream(body), link, what), CHUNK_BYTES)
         yield io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
         return
     with tempfile.TemporaryFile() as spool:
@@ -551,7 +671,67 @@ def _csv_texts(
                 )
             for member in members:
                 with archive.open(member) as handle:
-                    yield io.TextIOWrapper(handle, encoding="utf-8-sig", newline="")
+                    capped = _LineCap(handle, link, f"{what}, ZIP member {member.filename!r}")
+                    raw = io.BufferedReader(capped, CHUNK_BYTES)
+                    yield io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+
+
+class _LineCap(io.RawIOBase):
+    """Passes a binary stream through, failing as soon as one physical line passes
+    MAX_LINE_BYTES: the text layer above reads whole lines, so without this a file that is
+    one endless line would be held in memory (twice: bytes and text) before the CSV reader
+    saw it. Reads at most CHUNK_BYTES at a time, so a chunk holds no whole overlong line."""
+
+    def __init__(self, inner: IO[bytes], link: str, what: str, limit: int = MAX_LINE_BYTES) -> None:
+        self._inner = inner
+        self._link = link
+        self._what = what
+        self._limit = limit
+        self._run = 0  # bytes since the last line end
+        self._line = 1  # the line `_run` belongs to
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        view = memoryview(target)[:CHUNK_BYTES]
+        read = getattr(self._inner, "readinto", None)
+        if read is not None:
+            size = read(view) or 0
+        else:  # pragma: no cover - every stream used here has readinto
+            data = self._inner.read(len(view)) or b""
+            size = len(data)
+            view[:size] = data
+        if size:
+            self._check(bytes(view[:size]))
+        return size
+
+    def _check(self, chunk: bytes) -> None:
+        first = chunk.find(b"\n")
+        if first < 0:
+            self._run += len(chunk)
+            too_long = self._run > self._limit
+        else:
+            too_long = self._run + first > self._limit
+            if not too_long:
+                self._line += chunk.count(b"\n")
+                self._run = len(chunk) - chunk.rfind(b"\n") - 1
+        if too_long:
+            raise ProviderError(
+                wire.PROVIDER,
+                "GET",
+                self._link,
+                200,
+                f"{self._what}: line {self._line} of the download is longer than "
+                f"{self._limit:,} bytes (an opt-out row is under 2 KB); the file is not an "
+                "opt-out list, so it is not read further",
+            )
+
+
+def _unreadable(link: str, what: str, line: int, exc: Exception) -> ProviderError:
+    return ProviderError(
+        wire.PROVIDER, "GET", link, 200, f"{what}: line {line} of the download is not CSV ({exc})"
+    )
 
 
 def _prepend(head: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
@@ -602,6 +782,17 @@ class _RowReader:
             "sub_affiliate": sub_affiliate or None,
             "ip": ip or None,
         }
+
+
+def _activity_record(row: list[str], positions: dict[str, int], link: str) -> dict[str, Any]:
+    cells = {
+        field: (row[at].strip() or None) if at < len(row) else None
+        for field, at in positions.items()
+    }
+    record: dict[str, Any] = {field: cells.get(field) for field in wire.ACTIVITY_COLUMNS}
+    record["downloaded_at"] = _timestamp(record["downloaded_at"] or "", link)
+    record["activity_id"] = wire.activity_id(record)
+    return record
 
 
 def _timestamp(raw: str, link: str) -> str:

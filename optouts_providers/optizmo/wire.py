@@ -164,3 +164,69 @@ def _first_url(value: Any) -> str | None:
             if found:
                 return found
     return None
+
+
+# -- download activity (docs/providers/optizmo.md, "Download activity") ----------------------
+# The seed names the export but not its path, parameters or columns: these are the project's.
+DOWNLOAD_ACTIVITY = "optout-list/download-activity"
+# The export covers lists last downloaded between 0 and this many days ago.
+ACTIVITY_MAX_DAYS = 90
+REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+
+# Record fields, and the header spellings each is read from (after `header_name`).
+ACTIVITY_COLUMNS: dict[str, tuple[str, ...]] = {
+    "downloaded_at": (
+        "downloaded_at",
+        "download_date",
+        "download_time",
+        "date_downloaded",
+        "downloaded_on",
+        "downloaded",
+        "last_downloaded",
+        "date",
+        "timestamp",
+    ),
+    "optout_list_id": ("optout_list_id", "opt_out_list_id", "optoutlistid", "list_id"),
+    "optout_list_name": ("optout_list_name", "opt_out_list_name", "list_name", "opt_out_list"),
+    "campaign_id": ("campaign_id", "campaignid"),
+    "campaign": ("campaign", "campaign_name"),
+    "affiliate_id": ("affiliate_id", "affiliateid", "mailer_id"),
+    "affiliate": ("affiliate", "affiliate_name", "mailer", "mailer_name"),
+    "sub_affiliate": ("sub_affiliate", "subaffiliate", "sub_affiliate_name", "sub_id"),
+    "download_format": ("download_format", "format", "file_format"),
+    "ip": ("ip", "ip_address", "download_ip"),
+}
+# A row must say when, and who (by name or id): one field of each of these.
+ACTIVITY_REQUIRED = (("downloaded_at",), ("affiliate", "affiliate_id"))
+# Header spellings as the sandbox writes them: the project's names, or a spreadsheet's.
+ACTIVITY_TITLE_HEADERS: dict[str, str] = {
+    "downloaded_at": "Date Downloaded",
+    "optout_list_id": "Opt-Out List ID",
+    "optout_list_name": "Opt-Out List Name",
+    "campaign_id": "Campaign ID",
+    "campaign": "Campaign Name",
+    "affiliate_id": "Affiliate ID",
+    "affiliate": "Affiliate Name",
+    "sub_affiliate": "Sub-Affiliate",
+    "download_format": "Format",
+    "ip": "IP Address",
+}
+
+
+def activity_fields(header: Iterable[str]) -> dict[str, int]:
+    """Record field -> cell position, for a header row in any of the accepted spellings
+    (the first cell that names a field wins; unknown cells are ignored)."""
+    names = [header_name(cell) for cell in header]
+    positions: dict[str, int] = {}
+    for field, spellings in ACTIVITY_COLUMNS.items():
+        for spelling in spellings:
+            if spelling in names:
+                positions[field] = names.index(spelling)
+                break
+    return positions
+
+
+def activity_id(record: Mapping[str, Any]) -> str:
+    """The stable key of one download: the MD5 of its cells, the time in RFC 3339."""
+    cells = (str(record.get(field) or "") for field in ACTIVITY_COLUMNS)
+    return hashlib.md5("\x1f".join(cells).encode("utf-8")).hexdigest()

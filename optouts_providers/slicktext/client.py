@@ -7,7 +7,8 @@ Both read `slicktext_optouts` records for a window [start, end) and opt numbers 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ from singer_sdk.pagination import OffsetPaginator
 from optouts_providers.http import (
     DEFAULT_TIMEOUT,
     CallStats,
+    MalformedAnswerError,
     Pacer,
     ProviderError,
     ProviderSession,
@@ -25,6 +27,7 @@ from optouts_providers.http import (
     decode_json,
     read_answer,
 )
+from optouts_providers.pageguard import PageGuard
 from optouts_providers.redact import register_secret
 from optouts_providers.results import WriteResult
 from optouts_providers.slicktext import wire
@@ -126,6 +129,7 @@ class SlickTextLegacyClient:
             wire.OPTED_OUT_BEFORE: wire.upper_bound(end),
         }
         window = (to_rfc3339(start), to_rfc3339(end))
+        guard = PageGuard(self.provider, "GET", "/" + wire.OPTOUTS_PATH)
         paginator = _LegacyPaginator(start_value=0, page_size=self.page_size)
         while not paginator.finished:
             response = self.session.request(
@@ -133,8 +137,12 @@ class SlickTextLegacyClient:
                 wire.OPTOUTS_PATH,
                 params={**params, "limit": self.page_size, "offset": paginator.current_value},
             )
-            for item in read_answer(response, wire.legacy_page)[0]:
-                record = wire.legacy_record(item, start, end)
+            items, total = read_answer(response, _objects(wire.legacy_page))
+            guard.page(items, total)
+            for item in items:
+                record = _record(
+                    self.provider, guard.endpoint, wire.legacy_record, item, start, end
+                )
                 if _in_window(record, window):
                     yield record
             paginator.advance(response)
@@ -221,6 +229,7 @@ class SlickTextV2Client:
 
     def _contacts(self, **filters: str) -> Iterator[dict[str, Any]]:
         path = wire.brand_contacts_path(self.brand_id)
+        guard = PageGuard(self.provider, "GET", "/" + path)
         paginator = _V2Paginator(start_value=0, page_size=self.page_size)
         while not paginator.finished:
             response = self.session.request(
@@ -228,16 +237,19 @@ class SlickTextV2Client:
                 path,
                 params={**filters, "limit": self.page_size, "offset": paginator.current_value},
             )
-            yield from read_answer(response, wire.v2_page)[0]
+            data = read_answer(response, _objects(wire.v2_page))[0]
+            guard.page(data, _v2_total(decode_json(response)))
+            yield from data
             paginator.advance(response)
 
     def iter_optouts(self, start: datetime, end: datetime) -> Iterator[dict[str, Any]]:
         """Unsubscribed, then blocked contacts whose status changed in [start, end). The API
         has no date filter (2.2): every opted-out contact is read, the window applied here."""
         window = (to_rfc3339(start), to_rfc3339(end))
+        endpoint = "/" + wire.brand_contacts_path(self.brand_id)
         for status in wire.OPTED_OUT_STATUSES:
             for contact in self._contacts(opt_in_status=status):
-                record = wire.v2_record(contact, start, end)
+                record = _record(self.provider, endpoint, wire.v2_record, contact, start, end)
                 if _in_window(record, window):
                     yield record
 
@@ -290,6 +302,50 @@ class SlickTextV2Client:
         )
 
 
+_TOTAL = re.compile(r"\bof\s+(\d+)\s*$")
+
+
+def _v2_total(body: Any) -> int | None:
+    """The row count in `pagingData.currentPageString` ("1-10 of 50"), when it is there."""
+    paging = body.get("pagingData") if isinstance(body, dict) else None
+    text = paging.get("currentPageString") if isinstance(paging, dict) else None
+    match = _TOTAL.search(text) if isinstance(text, str) else None
+    return int(match.group(1)) if match else None
+
+
+Page = tuple[list[dict[str, Any]], Any]
+
+
+def _objects(read: Callable[[Any], Page]) -> Callable[[Any], Page]:
+    """`read`, refusing a page with a row that is not an object (TypeError: read_answer makes
+    it an error naming the endpoint)."""
+
+    def checked(body: Any) -> Page:
+        page = read(body)
+        for row in page[0]:
+            if not isinstance(row, dict):
+                raise TypeError(f"a row that is a {type(row).__name__}, not an object")
+        return page
+
+    return checked
+
+
+def _record(
+    provider: str,
+    endpoint: str,
+    convert: Callable[[dict[str, Any], datetime, datetime], dict[str, Any]],
+    item: dict[str, Any],
+    start: datetime,
+    end: datetime,
+) -> dict[str, Any]:
+    """`convert(item, start, end)`; a row it cannot read fails naming provider and endpoint."""
+    try:
+        return convert(item, start, end)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        detail = f"unexpected row ({type(exc).__name__}: {exc})"
+        raise MalformedAnswerError(provider, "GET", endpoint, None, detail) from None
+
+
 def _in_window(record: dict[str, Any], window: tuple[str, str]) -> bool:
     value = record.get("optOutDate")
     return value is not None and window[0] <= value < window[1]
@@ -302,10 +358,24 @@ def _json_or_none(response: requests.Response) -> Any:
         return None
 
 
+BOTH_APIS_MESSAGE = (
+    "slicktext: set either public_key and private_key (legacy API) or api_key (new API), not both"
+)
+
+
+def check_one_api(settings: Mapping[str, Any]) -> None:
+    """Refuse settings that name both APIs: the account has one, and picking either would
+    fail on every request (or read the wrong account)."""
+    if settings.get("api_key") and (settings.get("public_key") or settings.get("private_key")):
+        raise ValueError(BOTH_APIS_MESSAGE)
+
+
 def slicktext_client_from_config(
     settings: dict[str, Any], **kw: Any
 ) -> SlickTextLegacyClient | SlickTextV2Client:
-    """The new API when `api_key` is set, else the legacy API (public and private key)."""
+    """The new API when `api_key` is set, the legacy API when public and private key are;
+    both is an error (`check_one_api`)."""
+    check_one_api(settings)
     page_size = _page_size(settings.get("page_size"))
     if settings.get("api_key"):
         return SlickTextV2Client(

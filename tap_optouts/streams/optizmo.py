@@ -1,4 +1,6 @@
-"""optizmo_optouts: one partition per configured opt-out list (provider-apis.md 6.4)."""
+"""optizmo_optouts: one partition per configured opt-out list (provider-apis.md 6.4);
+optizmo_download_activity: which affiliates downloaded which list, when (not selected by
+default: it is a compliance report, not opt-outs; docs/providers/optizmo.md)."""
 
 from __future__ import annotations
 
@@ -52,6 +54,33 @@ class OptizmoOptoutsStream(OptoutsStream):
             columns=settings.get("columns") or wire.DEFAULT_COLUMNS,
             collection_types=settings.get("collection_types") or wire.COLLECTION_TYPES,
             domain_filter=settings.get("domain_filter"),
+            poll_interval_seconds=float(settings.get("poll_interval_seconds") or 5),
+            download_timeout_seconds=float(settings.get("download_timeout_seconds") or 900),
+        )
+
+
+class OptizmoDownloadActivityStream(OptizmoOptoutsStream):
+    """The account's download-activity export: one record per download of a list by an
+    affiliate. Incremental on `downloaded_at`, over the export's last 90 days at most."""
+
+    name = "optizmo_download_activity"
+    replication_key = "downloaded_at"
+    primary_keys: t.ClassVar[list[str]] = ["activity_id"]
+    schema = load_schema("optizmo_download_activity")
+    # A report for a warehouse: a loader of opt-outs (target-optouts) must not get it.
+    selected_by_default = False
+
+    @property
+    def partitions(self) -> list[dict[str, t.Any]] | None:
+        return None
+
+    def fetch(
+        self, context: Context | None, start: datetime, end: datetime
+    ) -> t.Iterator[dict[str, t.Any]]:
+        settings = self.provider_config
+        yield from self.client.iter_download_activity(
+            start,
+            end,
             poll_interval_seconds=float(settings.get("poll_interval_seconds") or 5),
             download_timeout_seconds=float(settings.get("download_timeout_seconds") or 900),
         )

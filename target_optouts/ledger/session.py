@@ -1,0 +1,374 @@
+"""A target run's use of the ledger: what each part of a batch must be written to, and what the
+ledger records once the providers accepted it.
+
+For each part (`plan`), every address is hashed once and admitted in one statement: the ledger
+learns what the record's own stream says (an address in `checkmarket_optouts` is held by
+CheckMarket, in `optizmo_optouts` by that Optizmo list), and answers, per address, the
+destinations that do not hold it yet (`pending`). A destination writes only those. When every
+destination has accepted the batch (`completed`), what was pending becomes held, less what a
+provider refused; a run that fails before that leaves it pending, which the next run writes
+again. The ledger therefore never claims an address a provider did not accept.
+
+Any error of the ledger's own during the run (a disk full, a database gone) turns it off for
+the rest of the run, with one warning: the destinations then write everything, as without it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from array import array
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from target_optouts.ledger.store import Ledger, LedgerUnavailable, pack_ids
+from target_optouts.normalize import OptOut, origin_provider
+
+logger = logging.getLogger("target-optouts")
+
+KINDS = ("email", "phone", "md5")
+EVERY = -1  # a mask with every bit: no knowledge, write
+_MD5 = re.compile(r"[0-9a-f]{32}")
+_DIGITS = re.compile(r"\d{7,15}")
+
+
+@dataclass
+class PartPlan:
+    """Per kind, per normalised value: the bits of the destinations to write it to."""
+
+    pending: dict[str, dict[str, int]]
+
+    def wanted(self, kind: str, value: str) -> int:
+        return self.pending.get(kind, {}).get(value, EVERY)
+
+
+@dataclass
+class Target:
+    """A destination's channel as the ledger sees it."""
+
+    name: str  # ledger destination: checkmarket, slicktext, optizmo:<list id>
+    kind: str  # email, phone (E.164) or md5
+    provider: str  # the Destination's provider (skip_origin compares with it)
+    skip_origin: bool
+    bit: int = 0
+
+
+@dataclass
+class BatchState:
+    id: int
+    written: dict[int, array[int]] = field(default_factory=dict)  # per destination id
+    seen: dict[int, array[int]] = field(default_factory=dict)
+    refused: dict[int, list[tuple[int, int]]] = field(default_factory=dict)  # per bit
+    reasons: dict[int, Counter[str]] = field(default_factory=dict)  # per destination id
+    withheld: int = 0
+    answers: dict[int, dict[str, int]] = field(default_factory=dict)
+    _written_sets: dict[int, set[int]] = field(default_factory=dict)
+
+    def written_set(self, dest_id: int) -> set[int]:
+        """The keys written to a destination in this batch, as a set (built on the first
+        refusal only: refusals are rare)."""
+        found = self._written_sets.get(dest_id)
+        if found is None or len(found) != len(self.written.get(dest_id, ())):
+            found = self._written_sets[dest_id] = set(self.written.get(dest_id, ()))
+        return found
+
+
+class LedgerSession:
+    def __init__(self, ledger: Ledger, *, dry_run: bool, reconcile: bool = False) -> None:
+        self.ledger = ledger
+        self.dry_run = dry_run
+        self.reconcile = reconcile
+        self.run: int | None = None
+        if not dry_run:
+            self.run = ledger.start_run("reconcile" if reconcile else "sync")
+        self.targets: dict[tuple[str, str], Target] = {}  # (ledger name, kind)
+        self.batches: dict[str, BatchState] = {}  # per stream, the batch in flight
+        self.enabled = True
+        self._carriable: dict[tuple[str, str], int] = {}
+        self._origins: dict[str, int] = {}  # ledger name -> bit, for destinations read
+        self.seen_in_run: dict[int, set[int]] = {}  # reconcile: per destination id
+        self.known_present = 0
+
+    # -- set-up ----------------------------------------------------------------------------
+    def register(self, target: Target) -> Target:
+        """A destination channel, with its bit; kinds accumulate per ledger destination."""
+        kinds = ",".join(
+            sorted({t.kind for t in self.targets.values() if t.name == target.name} | {target.kind})
+        )
+        target.bit = self.ledger.destination(target.name, kinds).bit
+        self.targets[(target.name, target.kind)] = target
+        self._carriable.clear()
+        return target
+
+    # -- per part --------------------------------------------------------------------------
+    def plan(self, stream: str, optouts: list[OptOut]) -> PartPlan | None:
+        """Admit a part's addresses; None when the ledger is off (write everything)."""
+        if not self.enabled or not optouts:
+            return None
+        try:
+            return self._plan(stream, optouts)
+        except (SQLAlchemyError, LedgerUnavailable, OSError) as exc:
+            self._disable(exc)
+            return None
+
+    def _plan(self, stream: str, optouts: list[OptOut]) -> PartPlan:
+        ledger = self.ledger
+        origin = origin_provider(stream)
+        clear = ledger.clear
+        rows: dict[int, list[Any]] = {}
+        values_by_kind: dict[str, dict[str, tuple[int, int]]] = {}
+        for kind in KINDS:
+            getter = _GETTERS[kind]
+            pairs = [(o, v) for o in optouts if (v := getter(o)) is not None]
+            if not pairs:
+                continue
+            carriable = self._carriable_bits(stream, origin, kind)
+            keys = ledger.keys.many(kind, [v for _o, v in pairs])
+            by_value = values_by_kind[kind] = {}
+            origin_of = self._origin_of(origin, kind)
+            for (optout, value), key in zip(pairs, keys, strict=True):
+                hi, lo = key
+                by_value[value] = key
+                origin_id, learned = origin_of(optout)
+                row = rows.get(hi)
+                if row is None:
+                    rows[hi] = [
+                        hi,
+                        lo,
+                        kind,
+                        value if clear else None,
+                        stream,
+                        origin_id,
+                        optout.at,
+                        learned,
+                        carriable,
+                    ]
+                elif row[1] == lo:
+                    row[7] |= learned
+        admitted = list(map(tuple, rows.values()))
+        if self.dry_run:
+            known = ledger.lookup([(r[0], r[1]) for r in admitted])
+            state = {hi: (lo, present, present) for hi, lo, present, _pending in known}
+        else:
+            batch = self._batch(stream)
+            known = ledger.admit(self.run or 0, batch.id, admitted)  # type: ignore[arg-type]
+            state = {hi: (lo, present, pending) for hi, lo, present, pending in known}
+            self._remember(batch, rows, state)
+        pending: dict[str, dict[str, int]] = {}
+        for kind, by_value in values_by_kind.items():
+            out = pending[kind] = {}
+            for value, (hi, lo) in by_value.items():
+                found = state.get(hi)
+                if found is None or found[0] != lo:
+                    out[value] = EVERY
+                elif self.dry_run:
+                    out[value] = ~(found[1] | rows[hi][7])
+                else:
+                    out[value] = found[2] & rows[hi][8]
+        return PartPlan(pending)
+
+    def _remember(
+        self, batch: BatchState, rows: dict[int, list[Any]], state: dict[int, Any]
+    ) -> None:
+        """What the batch's evidence will say: per destination, the keys written and seen
+        (grouped by mask: a part's addresses share a few)."""
+        seen: dict[int, list[int]] = {}
+        written: dict[int, list[int]] = {}
+        for hi, row in rows.items():
+            if row[7]:
+                seen.setdefault(row[7], []).append(hi)
+            found = state.get(hi)
+            if found is not None and found[0] == row[1]:
+                mine = found[2] & row[8]
+                if mine:
+                    written.setdefault(mine, []).append(hi)
+        for groups, into in ((seen, batch.seen), (written, batch.written)):
+            for mask, ids in groups.items():
+                for bit_id in _bits(mask):
+                    into.setdefault(bit_id, array("q")).extend(ids)
+
+    def _batch(self, stream: str) -> BatchState:
+        batch = self.batches.get(stream)
+        if batch is None:
+            batch = self.batches[stream] = BatchState(
+                self.ledger.start_batch(self.run or 0, stream)
+            )
+        return batch
+
+    def _carriable_bits(self, stream: str, origin: str | None, kind: str) -> int:
+        cached = self._carriable.get((stream, kind))
+        if cached is None:
+            cached = 0
+            for target in self.targets.values():
+                if target.kind == kind and not (target.skip_origin and origin == target.provider):
+                    cached |= target.bit
+            self._carriable[(stream, kind)] = cached
+        return cached
+
+    def _origin_of(self, origin: str | None, kind: str) -> Callable[[OptOut], tuple[Any, int]]:
+        """What an opt-out of this stream and kind teaches: (origin destination id, the bit of
+        the destination now known to hold it), per record for an Optizmo stream (its list)."""
+        if origin is None:
+            return lambda _optout: (None, 0)
+        if origin != "optizmo":
+            bit = self._origin_bit(origin)
+            found = (bit.bit_length() - 1, 0 if origin == "slicktext" and kind != "phone" else bit)
+            return lambda _optout: found
+        cache: dict[str | None, tuple[Any, int]] = {}
+
+        def of_list(optout: OptOut) -> tuple[Any, int]:
+            found = cache.get(optout.list_id)
+            if found is None:
+                if optout.list_id:
+                    bit = self._origin_bit(f"optizmo:{optout.list_id}")
+                    found = (bit.bit_length() - 1, bit)
+                else:
+                    found = (None, 0)
+                cache[optout.list_id] = found
+            return found
+
+        return of_list
+
+    def _origin_bit(self, name: str) -> int:
+        bit = self._origins.get(name)
+        if bit is None:
+            bit = self._origins[name] = self.ledger.destination(name).bit
+        return bit
+
+    # -- answers ---------------------------------------------------------------------------
+    def refused(self, stream: str, targets: list[Target], value: str, reason: str) -> None:
+        """An address a provider refused, as the destination sent it. It is traced to the
+        address it stands for among what this batch wrote to one of `targets` (the
+        destination's channels); one that cannot be traced withholds every write of the
+        batch to those destinations from the ledger (none of them is then recorded held)."""
+        batch = self.batches.get(stream)
+        if batch is None or not self.enabled:
+            return
+        for kind, candidate in _candidates(value):
+            for target in targets:
+                if target.kind != kind:
+                    continue
+                hi, lo = self.ledger.keys.of(kind, candidate)
+                dest_id = target.bit.bit_length() - 1
+                if hi in batch.written_set(dest_id):
+                    batch.refused.setdefault(target.bit, []).append((hi, lo))
+                    batch.reasons.setdefault(dest_id, Counter())[reason[:200]] += 1
+                    return
+        for target in targets:
+            batch.withheld |= target.bit
+
+    def answered(self, stream: str, bits: int, answer: dict[str, int]) -> None:
+        batch = self.batches.get(stream)
+        if batch is None:
+            return
+        for bit_id in _bits(bits):
+            totals = batch.answers.setdefault(bit_id, {})
+            for key, value in answer.items():
+                totals[key] = totals.get(key, 0) + value
+
+    def completed(self, stream: str) -> None:
+        """Every destination accepted the stream's batch: record it."""
+        batch = self.batches.pop(stream, None)
+        if batch is None or not self.enabled or self.dry_run:
+            return
+        try:
+            self._complete(batch)
+        except (SQLAlchemyError, OSError) as exc:
+            self._disable(exc)
+
+    def _complete(self, batch: BatchState) -> None:
+        evidence: list[tuple[int, str, int, str | None, bytes]] = []
+        refused_ids = {
+            bit.bit_length() - 1: {hi for hi, _lo in items} for bit, items in batch.refused.items()
+        }
+        for dest_id, ids in batch.written.items():
+            if batch.withheld & (1 << dest_id):
+                continue
+            gone = refused_ids.get(dest_id)
+            kept = [hi for hi in ids if hi not in gone] if gone else ids
+            answer = json.dumps(batch.answers.get(dest_id) or {}, sort_keys=True)
+            evidence.append((dest_id, "written", len(kept), answer, pack_ids(kept)))
+            if self.reconcile:
+                self.seen_in_run.setdefault(dest_id, set()).update(kept)
+        for dest_id, ids in batch.seen.items():
+            evidence.append((dest_id, "seen", len(ids), None, pack_ids(ids)))
+            if self.reconcile:
+                self.seen_in_run.setdefault(dest_id, set()).update(ids)
+        for dest_id, ids in refused_ids.items():
+            reasons = json.dumps(dict(batch.reasons.get(dest_id) or {}), sort_keys=True)
+            evidence.append((dest_id, "rejected", len(ids), reasons, pack_ids(ids)))
+        self.ledger.complete_batch(
+            self.run or 0,
+            batch.id,
+            refused=batch.refused,
+            withheld=batch.withheld,
+            evidence=evidence,
+        )
+
+    def close(self, ok: bool) -> dict[str, Any]:
+        """End the run; after a reconcile read, mark what each provider read no longer
+        holds. Returns the ledger's part of the summary."""
+        missing: dict[str, int] = {}
+        if self.enabled and self.run is not None:
+            try:
+                if ok and self.reconcile:
+                    for dest in self.ledger.destinations():
+                        if dest.id in self.seen_in_run and dest.bit in self._origins.values():
+                            count = self.ledger.mark_missing(
+                                self.run, dest, self.seen_in_run[dest.id]
+                            )
+                            missing[dest.name] = count
+                self.ledger.end_run(self.run, "ok" if ok else "failed")
+            except (SQLAlchemyError, OSError) as exc:
+                self._disable(exc)
+        self.ledger.close()
+        out: dict[str, Any] = {
+            "url": self.ledger.where,
+            "enabled": self.enabled,
+            "run": self.run,
+            "known_present": self.known_present,
+        }
+        if self.reconcile:
+            out["missing"] = missing
+        return out
+
+    def _disable(self, exc: BaseException) -> None:
+        if self.enabled:
+            self.enabled = False
+            logger.warning(
+                "target-optouts: the ledger %s failed (%s: %s); it is off for the rest of "
+                "this run, and every destination is written as without it",
+                self.ledger.where,
+                type(getattr(exc, "orig", None) or exc).__name__,
+                str(getattr(exc, "orig", None) or exc).splitlines()[0][:200] if str(exc) else "",
+            )
+
+
+def _bits(mask: int) -> list[int]:
+    out = []
+    while mask:
+        low = mask & -mask
+        out.append(low.bit_length() - 1)
+        mask ^= low
+    return out
+
+
+_GETTERS: dict[str, Callable[[OptOut], str | None]] = {
+    "email": lambda o: o.email,
+    "phone": lambda o: o.phone,
+    "md5": lambda o: o.md5,
+}
+
+
+def _candidates(value: str) -> list[tuple[str, str]]:
+    """The (kind, normalised value) a refused value may stand for, as the ledger keys it."""
+    text = value.strip()
+    out = [("email", text.lower()), ("phone", text), ("md5", text.lower())]
+    if _DIGITS.fullmatch(text):
+        out.append(("phone", "+" + text))  # an Optizmo SMS list's digits
+    return out
