@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 import phonenumbers
 
+from optouts_providers.checkmarket import webhooks as cm_hooks
 from optouts_providers.checkmarket import wire
 from optouts_providers.timeutil import parse_timestamp
 from optouts_sandbox import credentials as C
@@ -247,7 +248,14 @@ class CheckMarketEmulator(Emulator):
         row = Row(self._next_id, when, email or None, None if email else phone, first, last)
         self._next_id += 1
         self._store(row)
+        self._emit(row)
         return row
+
+    def _emit(self, row: Row) -> None:
+        """The Panelist.Optout webhook of a new opt-out (to every registered hook)."""
+        if self.sandbox.webhooks.hooks:
+            contact = {**row.item(), "OptoutSourceId": 64, "Surveys": [], "Groups": []}
+            self.sandbox.webhooks.checkmarket_optout(contact, row.date_optout.timestamp())
 
     def _add_emails(self, emails: list[str], when: datetime) -> int:
         """`_add` for each email (when in whole milliseconds), in one loop: POSTs carry
@@ -261,6 +269,7 @@ class CheckMarketEmulator(Emulator):
             next_id += 1
             rows.append(row)
             known[lowered] = row
+            self._emit(row)
         added = next_id - self._next_id
         self._next_id = next_id
         self._version += added
@@ -276,6 +285,8 @@ class CheckMarketEmulator(Emulator):
         ):
             return self.error(request, 401, "Invalid or missing X-Master-Key / X-Key")
         path = request.path.rstrip("/")
+        if path == "/" + cm_hooks.HOOKS_PATH or path.startswith(f"/{cm_hooks.HOOKS_PATH}/"):
+            return self.sandbox.webhooks.hooks_api(request, path)
         survey = _SURVEY_PATH.match(request.path)
         if path != "/" + wire.ACCOUNT_OPTOUTS_PATH and survey is None:
             return self.error(request, 404, f"No resource at {request.path}")

@@ -97,12 +97,9 @@ def start(args: argparse.Namespace) -> int:
         # two `meltano run sync` in a row can run on the same sandbox data).
         borrowed = STATE_DIR / "sandbox.borrowed"
         borrowed.write_text(str(_borrowed(borrowed) + 1))
+        _same_world(args.port)
         print(f"optouts-sandbox already answers on {_url(args.port)}: kept, with its data")
         return 0
-    # A new sandbox is a new world (seeded data): the ledger kept against the last one, in this
-    # folder (meltano.yml's sandbox environment), would claim what this one does not hold.
-    for stale in STATE_DIR.glob("ledger.*"):
-        stale.unlink()
     (STATE_DIR / "sandbox.borrowed").unlink(missing_ok=True)
     command = [
         sys.executable,
@@ -130,12 +127,29 @@ def start(args: argparse.Namespace) -> int:
             print(f"optouts-sandbox exited early; see {STATE_DIR / 'sandbox.log'}", file=sys.stderr)
             return 1
         if _healthy(args.port):
+            _same_world(args.port)
             print(f"optouts-sandbox started on {_url(args.port)} (pid {process.pid})")
             process.returncode = 0  # it runs on after this command: no "still running" warning
             return 0
         time.sleep(0.1)
     print("optouts-sandbox did not answer within 30 s", file=sys.stderr)
     return 1
+
+
+def _same_world(port: int) -> None:
+    """Keep the ledger of this folder (meltano.yml's sandbox environment keeps it here) only
+    while it was kept against this very sandbox data: a new sandbox, or a reset one, is a new
+    world, and the old ledger would claim what it does not hold."""
+    try:
+        world = requests.get(f"{_url(port)}/_sandbox/health", timeout=5).json().get("world")
+    except (requests.RequestException, ValueError):
+        world = None
+    marker = STATE_DIR / "sandbox.world"
+    known = marker.read_text().strip() if marker.exists() else None
+    if world is None or world != known:
+        for stale in STATE_DIR.glob("ledger.*"):
+            stale.unlink()
+        marker.write_text(world or "")
 
 
 def _borrowed(path: Path) -> int:

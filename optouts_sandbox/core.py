@@ -87,6 +87,26 @@ class Switches:
     # project's names ("snake") or a spreadsheet's ("title", with RFC 3339 times).
     optizmo_activity_answer: str = "redirect"
     optizmo_activity_headers: str = "snake"
+    # Webhooks the sandbox emits on each opt-out it gains (webhooks.py): SlickText's URLs (the
+    # legacy one signed with `webhook_slicktext_secret`; CheckMarket's are registered with
+    # POST 3/hooks), the vendors' timeout and retries (time-compressed: a retry after
+    # `webhook_retry_seconds`, doubling), and faults: a share of deliveries dropped, sent twice,
+    # or held back `webhook_reorder_seconds` so that later ones overtake them. The legacy
+    # signature covers the `data` value, or the whole body with `webhook_sign_body`.
+    webhook_slicktext_url: str = ""
+    webhook_slicktext_v2_url: str = ""
+    webhook_slicktext_secret: str = ""
+    webhook_sign_body: bool = False
+    webhook_timeout_seconds: float = 5.0
+    webhook_retries: int = 3
+    webhook_retry_seconds: float = 0.5
+    webhook_drop_rate: float = 0.0
+    webhook_repeat_rate: float = 0.0
+    webhook_reorder_rate: float = 0.0
+    webhook_reorder_seconds: float = 0.5
+    # Keep a log of every accepted provider write (time, provider, body): when each
+    # destination got an address (GET /_sandbox/webhooks).
+    record_writes: bool = False
 
     def update(self, values: dict[str, Any]) -> None:
         known = {f.name for f in fields(self)}

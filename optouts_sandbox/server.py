@@ -9,7 +9,8 @@
 
 Control endpoints: GET /_sandbox/health, GET /_sandbox/inspect, GET /_sandbox/stats,
 GET|POST /_sandbox/config (switches), POST /_sandbox/clock {"advance_seconds": n},
-POST /_sandbox/optouts {"provider": ..., "records": [...]}, POST /_sandbox/reset.
+POST /_sandbox/optouts {"provider": ..., "records": [...]}, POST /_sandbox/reset,
+GET|POST /_sandbox/webhooks (the webhooks emitted, and the writes recorded: webhooks.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import socket
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Collection
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -62,6 +64,7 @@ class Sandbox:
         from optouts_sandbox.checkmarket import CheckMarketEmulator
         from optouts_sandbox.optizmo import OptizmoCollectEmulator, OptizmoEmulator
         from optouts_sandbox.slicktext import SlickTextLegacyEmulator, SlickTextV2Emulator
+        from optouts_sandbox.webhooks import WebhookEmitter
 
         self.size = size
         self.seed_value = seed
@@ -73,6 +76,7 @@ class Sandbox:
         self.stats: Counter[str] = Counter()
         self.stats_lock = threading.Lock()
         self.rng = random.Random(seed)
+        self.webhooks = WebhookEmitter(self)
         optizmo = OptizmoEmulator(self)
         self.emulators: dict[str, Emulator] = {
             "checkmarket": CheckMarketEmulator(self),
@@ -87,6 +91,9 @@ class Sandbox:
     after_reseed: Callable[[], None] | None = None
 
     def reseed(self) -> None:
+        # A new world: data seeded anew. A ledger kept against the last one would claim what
+        # this one does not hold (`optouts-sandbox start` clears the sandbox's own).
+        self.world = uuid.uuid4().hex
         if self.only is None:
             population = seeding.generate(self.size, self.seed_value)
             for emulator in self.emulators.values():
@@ -152,6 +159,8 @@ class Sandbox:
             self.count(f"{prefix} fault:html")
             return Response(200, HTML_ERROR_PAGE, {"Content-Type": "text/html; charset=utf-8"})
         response = emulator.handle(request)
+        if sw.record_writes and request.method in ("POST", "PUT") and response.status < 300:
+            self.webhooks.record_write(prefix, request.body)
         if malformed and response.status < 300:
             self.count(f"{prefix} fault:wrong_json")
             response = json_response(WRONG_SHAPE)
@@ -169,7 +178,7 @@ class Sandbox:
 
     def control(self, request: Request, action: str) -> Response:
         if action == "health":
-            return json_response({"ok": True})
+            return json_response({"ok": True, "world": self.world})
         if action == "inspect":
             return json_response(self.inspect())
         if action == "stats":
@@ -193,6 +202,8 @@ class Sandbox:
                 return json_response({"message": "unknown provider"}, 400)
             added = emulator.admin_add(payload.get("records", []))
             return json_response({"added": added})
+        if action == "webhooks":
+            return self.webhooks.control(request)
         if action == "reset" and request.method == "POST":
             payload = request.json() or {}
             self.size = int(payload.get("size", self.size))

@@ -289,6 +289,7 @@ class SlickTextLegacyEmulator(_SlickTextBase):
             item.update(textword=TEXTWORDS[0], subscribedDate=wall)
         item = {**item, **(fields or {}), "optOutDate": wall}
         self._store(item, instant)
+        self.sandbox.webhooks.slicktext_optout(_subscriber(item), instant.timestamp())
         return item
 
     def inspect(self) -> dict[str, Any]:
@@ -389,6 +390,26 @@ class SlickTextLegacyEmulator(_SlickTextBase):
         return json_response(
             {"message": "Contact opted out.", wire.ALREADY_OPTED_OUT_FLAG: False, "optOut": item}
         )
+
+
+def _subscriber(item: dict[str, Any]) -> dict[str, Any]:
+    """A legacy opt-out as the OptOut webhook's `Subscriber`."""
+    return {
+        "SubscriberId": item["id"],
+        "TextwordId": item.get("textword"),
+        "Number": item["number"],
+        "City": item.get("city"),
+        "State": item.get("state"),
+        "Zip": item.get("zipCode"),
+        "Country": item.get("country"),
+        "FirstName": item.get("firstName"),
+        "LastName": item.get("lastName"),
+        "Birthdate": item.get("birthDate"),
+        "Email": item.get("email"),
+        "DateSubscribed": item.get("subscribedDate"),
+        "DateOptedOut": item.get("optOutDate"),
+        "OptInSource": item.get("optInMethod"),
+    }
 
 
 def _basic_credentials(request: Request) -> tuple[str, str] | None:
@@ -539,6 +560,9 @@ class SlickTextV2Emulator(_SlickTextBase):
             contact["opt_in_status"] = status
             contact["last_opt_in_status_change"] = wall
             self.instants[contact["contact_id"]] = instant
+            if status in wire.OPTED_OUT_STATUSES:
+                contact["last_updated"] = wall
+                self.sandbox.webhooks.slicktext_v2_optout(dict(contact), instant.timestamp())
         contact["last_updated"] = wall
 
     def inspect(self) -> dict[str, Any]:

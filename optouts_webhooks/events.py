@@ -89,17 +89,15 @@ def checkmarket(raw: bytes) -> Event:
     )
 
 
-def slicktext_form(raw: bytes) -> tuple[str, bytes]:
-    """The legacy delivery's `data` field, as text and as the bytes it was sent as (the
-    signature may cover either form, see `slicktext`)."""
+def slicktext_data(raw: bytes) -> str | None:
+    """The legacy delivery's `data` field (None when the body has none). The signature may
+    cover this value or the whole body (see `webhooks.signature_matches`)."""
     try:
         text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise NotTheEvent("the body is not form-encoded text") from exc
+    except UnicodeDecodeError:
+        return None
     values = parse_qs(text, keep_blank_values=True).get("data")
-    if not values:
-        raise NotTheEvent("the form has no field data")
-    return values[0], values[0].encode("utf-8")
+    return values[0] if values else None
 
 
 def slicktext(data: str) -> Event:

@@ -189,6 +189,8 @@ class Destination(abc.ABC):
         targets = list(self.ledger_targets.values())
         for value, reason in result.rejected:
             session.refused(stream, targets, value, reason)
+        if result.present:
+            session.already(stream, targets, result.present)
         session.answered(
             stream,
             self.ledger_bits,

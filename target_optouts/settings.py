@@ -14,6 +14,7 @@ SECRET_SETTINGS = {
     "checkmarket": ("master_key", "key"),
     "slicktext": ("public_key", "private_key", "api_key"),
     "optizmo": ("api_key",),
+    "webhooks": ("path_token", "slicktext_secret"),
 }
 SECRET_TOP_SETTINGS = ("ledger_hash_key",)
 
@@ -131,6 +132,27 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         default=False,
         description="This run reads every provider in full (a reconcile): at its end, what a "
         "provider's read no longer holds is marked missing, and the next run writes it again.",
+    ),
+    th.Property(
+        "webhooks",
+        th.ObjectType(
+            th.Property(
+                "path_token",
+                th.StringType,
+                secret=True,
+                description="The webhook receiver (optouts-webhooks): a long random string "
+                "(24+ letters, digits, '-' or '_') that is part of every webhook URL.",
+            ),
+            th.Property(
+                "slicktext_secret",
+                th.StringType,
+                secret=True,
+                description="The webhook receiver: SlickText's legacy webhook secret, which "
+                "signs each delivery (unset: the legacy endpoint is off).",
+            ),
+        ),
+        description="The webhook receiver's settings (optouts-webhooks serve); the target "
+        "itself does not read them.",
     ),
     th.Property(
         "rejects_path",

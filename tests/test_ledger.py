@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,13 @@ class Runs:
         )
 
 
+def settle() -> None:
+    """Let an opt-out just added fall inside the next run's window: CheckMarket's upper bound
+    is the sync start floored to the second (rows added while a list is paged cannot shift
+    its pages), so one added in the same second belongs to the run after."""
+    time.sleep(1.1)
+
+
 def stats(server: SandboxHTTPServer) -> dict[str, int]:
     with server.sandbox.stats_lock:
         return dict(server.sandbox.stats)
@@ -93,6 +101,15 @@ def test_repeated_runs_write_nothing_and_new_optouts_once_each(tmp_path):
         before = control(server, "inspect")
         first = runs.once()
         assert first > 0
+        # SlickText tells per number when it already held one: that is the evidence kept.
+        already = runs.summary()["destinations"]["slicktext"]["already_present"]
+        assert already > 0
+        with sqlite3.connect(tmp_path / "ledger" / "ledger.sqlite") as db:
+            kept = db.execute(
+                "SELECT sum(e.count) FROM ledger_evidence e JOIN ledger_destinations d "
+                "ON d.id = e.destination_id WHERE e.how = 'already' AND d.name = 'slicktext'"
+            ).fetchone()[0]
+        assert kept == already
         assert missing_from_union(before, control(server, "inspect")) == {}
         # Nothing new anywhere: what run 1 wrote comes back through the tap, and is known.
         assert runs.once() == 0
@@ -108,6 +125,7 @@ def test_repeated_runs_write_nothing_and_new_optouts_once_each(tmp_path):
         phones = ["+12025550181", "+12025550182"]
         records = [{"Email": e} for e in emails] + [{"PhoneNumber": p} for p in phones]
         control(server, "optouts", {"provider": "checkmarket", "records": records})
+        settle()
         counted = stats(server)
         assert runs.once() == len(emails) + 2 * len(phones)
         after = stats(server)
@@ -126,6 +144,7 @@ def test_a_deleted_ledger_is_said_once_and_loses_nothing(tmp_path):
         control(
             server, "optouts", {"provider": "slicktext", "records": [{"number": "+12025550191"}]}
         )
+        settle()
         before = control(server, "inspect")
         assert runs.once() > 0  # written as without a ledger
         warnings = [
@@ -149,6 +168,7 @@ def test_a_corrupted_ledger_is_moved_aside_and_loses_nothing(tmp_path):
             "optouts",
             {"provider": "checkmarket", "records": [{"Email": "x-9@example.org"}]},
         )
+        settle()
         before = control(server, "inspect")
         assert runs.once() > 0
         warnings = [line for line in runs.stderr.splitlines() if "unreadable" in line]
@@ -258,8 +278,10 @@ def test_two_targets_at_once_on_one_postgresql_ledger(tmp_path):
     with running_postgres() as pg, running_sandbox(size=300, seed=11) as server:
         pg.create_database("ledger")
         url = pg.url("ledger")
-        runs = Runs(server, tmp_path, ledger_url=url, ledger_hash_key="k" * 32)
+        key = "ledger-hash-key-" + "k" * 24
+        runs = Runs(server, tmp_path, ledger_url=url, ledger_hash_key=key)
         _two_targets_at_once(server, runs)
+        assert key not in runs.stderr  # a secret: never logged
         assert int(pg.scalar("ledger", "SELECT count(*) FROM ledger_addresses")) > 0
         # Hashes only in PostgreSQL too.
         assert (
@@ -281,6 +303,7 @@ def test_trail_report_and_reconcile_say_what_the_providers_hold(tmp_path):
         runs = Runs(server, tmp_path)
         phone = "+12025550177"
         control(server, "optouts", {"provider": "checkmarket", "records": [{"PhoneNumber": phone}]})
+        settle()
         runs.once()
         held = control(server, "inspect")
         assert phone in held["slicktext"]["phones"]
@@ -352,9 +375,17 @@ def test_trail_report_and_reconcile_say_what_the_providers_hold(tmp_path):
         assert "drift: slicktext" in rec.stdout
 
 
-def test_an_address_a_provider_refused_is_never_recorded_as_held(sandbox, tmp_path):
+@pytest.mark.parametrize("flush", [None, 2])
+def test_an_address_a_provider_refused_is_never_recorded_as_held(
+    sandbox, tmp_path, monkeypatch, flush
+):
     """The normaliser keeps out what CheckMarket refuses, so the refusal is driven at the
-    destinations with addresses that skipped it."""
+    destinations with addresses that skipped it. `flush`: the batch's evidence stored every
+    two keys (as a big batch's is) instead of at its end."""
+    if flush is not None:
+        from target_optouts.ledger import session
+
+        monkeypatch.setattr(session, "FLUSH_KEYS", flush)
     from target_optouts.ledger.store import Ledger
     from target_optouts.normalize import OptOut
     from target_optouts.rejects import Rejects
@@ -394,3 +425,26 @@ def test_an_address_a_provider_refused_is_never_recorded_as_held(sandbox, tmp_pa
     # The next delivery sends only what is not held: the two refused addresses, again.
     again = deliver()
     assert (again["known_present"], again["sent"], again["rejected"]) == (5, 2, 2)
+    # The evidence says the same: written for the five, refused for the two.
+    trail = json.loads(
+        subprocess.run(
+            [*LEDGER_CLI, "--url", url, "trail", good[0], "--format", "json"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    assert [h["how"] for h in trail["destinations"]["checkmarket"]["history"]] == ["written"]
+    assert trail["destinations"]["checkmarket"]["history"][0]["answer"]["written"] == 5
+    refused_trail = json.loads(
+        subprocess.run(
+            [*LEDGER_CLI, "--url", url, "trail", "+10000000000", "--format", "json"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        or "{}"
+    )
+    if refused_trail.get("known"):
+        hows = [h["how"] for h in refused_trail["destinations"]["checkmarket"]["history"]]
+        assert "written" not in hows and "rejected" in hows

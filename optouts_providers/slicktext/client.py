@@ -166,6 +166,7 @@ class SlickTextLegacyClient:
             body = _json_or_none(response)
             if isinstance(body, dict) and body.get(wire.ALREADY_OPTED_OUT_FLAG):
                 result.already_present += 1
+                result.present.append(number)
             else:
                 result.written += 1
         return result
@@ -270,6 +271,7 @@ class SlickTextV2Client:
             contact_id, status = known.get(number, (None, None))
             if status in wire.OPTED_OUT_STATUSES:
                 result.already_present += 1
+                result.present.append(number)
                 continue
             try:
                 if contact_id is not None and self._unsubscribe(contact_id):

@@ -25,6 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from optouts_providers.timeutil import parse_timestamp
 from target_optouts.ledger import tables as T
 from target_optouts.ledger.store import Ledger
 from target_optouts.normalize import OptOut, origin_provider
@@ -129,9 +130,17 @@ class Inbox:
         i, d = T.inbox.c, T.inbox_deliveries.c
         query = (
             sa.select(
-                i.id, i.stream, i.email, i.phone, i.origin_at, i.email_hi, i.email_lo,
-                i.phone_hi, i.phone_lo, d.attempts,
-            )  # fmt: skip
+                i.id,
+                i.stream,
+                i.email,
+                i.phone,
+                i.origin_at,
+                i.email_hi,
+                i.email_lo,
+                i.phone_hi,
+                i.phone_lo,
+                d.attempts,
+            )
             .join(T.inbox_deliveries, d.inbox_id == i.id)
             .where(d.destination == destination, d.status == "pending")
             .where(d.next_try <= (time.time() if now is None else now))
@@ -191,11 +200,7 @@ class Inbox:
                         rejected=a.rejected.op("&")(~bit),
                     )
                 )
-            still = (
-                sa.select(d.inbox_id)
-                .where(d.inbox_id == i.id, d.status == "pending")
-                .exists()
-            )
+            still = sa.select(d.inbox_id).where(d.inbox_id == i.id, d.status == "pending").exists()
             conn.execute(
                 T.inbox.update()
                 .where(i.id.in_(list(ids)), ~still)
@@ -249,3 +254,76 @@ class Inbox:
         )
         with self.engine.connect() as conn:
             return [tuple(row) for row in conn.execute(query)]  # type: ignore[misc]
+
+
+def webhook_summary(ledger: Ledger) -> dict[str, Any]:
+    """The webhook path apart from polling, for `optouts-ledger report`: events received per
+    source, deliveries pending, and per destination the latency from the event's own time
+    (and from its receipt) to the destination's accepting it."""
+    inbox = Inbox(ledger)
+    received: dict[str, int] = {}
+    i = T.inbox.c
+    with inbox.engine.connect() as conn:
+        for source, count in conn.execute(sa.select(i.source, sa.func.count()).group_by(i.source)):
+            received[source] = int(count)
+    per: dict[str, tuple[list[float], list[float]]] = {}
+    for _source, destination, origin_at, received_at, written_at in inbox.latencies():
+        from_event, from_receipt = per.setdefault(destination, ([], []))
+        origin = _epoch(origin_at, received_at)
+        from_event.append(max(0.0, written_at - origin))
+        from_receipt.append(max(0.0, written_at - received_at))
+    counts = inbox.counts()
+    return {
+        "received": received,
+        "destinations": {
+            name: {
+                "pending": counts.get(name, {}).get("pending", 0),
+                "from_event": _quantiles(per.get(name, ([], []))[0]),
+                "from_receipt": _quantiles(per.get(name, ([], []))[1]),
+            }
+            for name in sorted(set(per) | set(counts))
+        },
+    }
+
+
+def webhook_text(summary: dict[str, Any]) -> list[str]:
+    """The report's webhook lines (none when no webhook was ever received)."""
+    if not summary["received"]:
+        return []
+    sources = ", ".join(f"{k} {v}" for k, v in sorted(summary["received"].items()))
+    lines = [f"  webhooks received: {sources}"]
+    for name, row in summary["destinations"].items():
+        event, receipt = row["from_event"], row["from_receipt"]
+        lines.append(
+            f"  webhooks -> {name}: {event['count']} done, {row['pending']} pending; "
+            f"event to written median/p95/max {_text(event)}, received to written "
+            f"{_text(receipt)}"
+        )
+    return lines
+
+
+def _epoch(text: str | None, default: float) -> float:
+    if not text:
+        return default
+    try:
+        return parse_timestamp(text).timestamp()
+    except ValueError:
+        return default
+
+
+def _quantiles(values: list[float]) -> dict[str, Any]:
+    if not values:
+        return {"count": 0, "median": None, "p95": None, "max": None}
+    ordered = sorted(values)
+    return {
+        "count": len(ordered),
+        "median": round(ordered[len(ordered) // 2], 3),
+        "p95": round(ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))], 3),
+        "max": round(ordered[-1], 3),
+    }
+
+
+def _text(q: dict[str, Any]) -> str:
+    if not q["count"]:
+        return "-"
+    return f"{q['median']:.2f}s/{q['p95']:.2f}s/{q['max']:.2f}s"

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from optouts_providers.timeutil import parse_timestamp
+from target_optouts.ledger.inbox import webhook_summary, webhook_text
 from target_optouts.ledger.store import Destination, Ledger, unpack_ids
 
 HOW = {
@@ -171,6 +172,7 @@ def report(ledger: Ledger) -> dict[str, Any]:
         else None,
         "destinations": rows,
         "latency_histogram": _histogram(latencies),
+        "webhooks": webhook_summary(ledger),
     }
 
 
@@ -299,6 +301,8 @@ def report_text(data: dict[str, Any]) -> str:
             f"  drift: {row['destination']} no longer held {row['drift']['missing_found']} "
             f"(found by a reconcile); {row['drift']['repaired']} written back since"
         )
+    if data.get("webhooks"):
+        lines += webhook_text(data["webhooks"])
     return "\n".join(lines)
 
 

@@ -33,6 +33,7 @@ logger = logging.getLogger("target-optouts")
 
 KINDS = ("email", "phone", "md5")
 EVERY = -1  # a mask with every bit: no knowledge, write
+FLUSH_KEYS = 200_000  # evidence keys a batch keeps in memory before storing them
 _MD5 = re.compile(r"[0-9a-f]{32}")
 _DIGITS = re.compile(r"\d{7,15}")
 
@@ -66,16 +67,12 @@ class BatchState:
     refused: dict[int, list[tuple[int, int]]] = field(default_factory=dict)  # per bit
     reasons: dict[int, Counter[str]] = field(default_factory=dict)  # per destination id
     withheld: int = 0
+    already: dict[int, set[int]] = field(default_factory=dict)  # per destination id
     answers: dict[int, dict[str, int]] = field(default_factory=dict)
-    _written_sets: dict[int, set[int]] = field(default_factory=dict)
+    buffered: int = 0  # keys in `written` and `seen`, not yet stored
 
-    def written_set(self, dest_id: int) -> set[int]:
-        """The keys written to a destination in this batch, as a set (built on the first
-        refusal only: refusals are rare)."""
-        found = self._written_sets.get(dest_id)
-        if found is None or len(found) != len(self.written.get(dest_id, ())):
-            found = self._written_sets[dest_id] = set(self.written.get(dest_id, ()))
-        return found
+    def size(self) -> int:
+        return sum(map(len, self.written.values())) + sum(map(len, self.seen.values()))
 
 
 class LedgerSession:
@@ -191,6 +188,25 @@ class LedgerSession:
             for mask, ids in groups.items():
                 for bit_id in _bits(mask):
                     into.setdefault(bit_id, array("q")).extend(ids)
+                    batch.buffered += len(ids)
+        if batch.buffered >= FLUSH_KEYS:
+            self._flush(batch)
+
+    def _flush(self, batch: BatchState) -> None:
+        """Store the batch's evidence so far (memory stays flat in the batch's size); it
+        counts only once the batch is completed (readers ignore an open batch's rows)."""
+        rows = [(d, "written", len(ids), None, pack_ids(ids)) for d, ids in batch.written.items()]
+        rows += [(d, "seen", len(ids), None, pack_ids(ids)) for d, ids in batch.seen.items()]
+        if rows:
+            self.ledger.store_evidence(self.run or 0, batch.id, rows)
+        if self.reconcile:
+            for d, ids in batch.written.items():
+                self.seen_in_run.setdefault(d, set()).update(ids)
+            for d, ids in batch.seen.items():
+                self.seen_in_run.setdefault(d, set()).update(ids)
+        batch.written.clear()
+        batch.seen.clear()
+        batch.buffered = 0
 
     def _batch(self, stream: str) -> BatchState:
         batch = self.batches.get(stream)
@@ -255,12 +271,38 @@ class LedgerSession:
                     continue
                 hi, lo = self.ledger.keys.of(kind, candidate)
                 dest_id = target.bit.bit_length() - 1
-                if hi in batch.written_set(dest_id):
+                if self._sent(batch, dest_id, target.bit, hi, lo):
                     batch.refused.setdefault(target.bit, []).append((hi, lo))
                     batch.reasons.setdefault(dest_id, Counter())[reason[:200]] += 1
                     return
         for target in targets:
             batch.withheld |= target.bit
+
+    def already(self, stream: str, targets: list[Target], values: list[str]) -> None:
+        """Addresses the provider answered it already held (where it tells per address)."""
+        batch = self.batches.get(stream)
+        if batch is None or not self.enabled:
+            return
+        for value in values:
+            for kind, candidate in _candidates(value):
+                found = False
+                for target in targets:
+                    if target.kind != kind:
+                        continue
+                    hi, lo = self.ledger.keys.of(kind, candidate)
+                    dest_id = target.bit.bit_length() - 1
+                    if self._sent(batch, dest_id, target.bit, hi, lo):
+                        batch.already.setdefault(dest_id, set()).add(hi)
+                        found = True
+                        break
+                if found:
+                    break
+
+    def _sent(self, batch: BatchState, dest_id: int, bit: int, hi: int, lo: int) -> bool:
+        """Whether this batch sent the key to the destination (kept in memory, or stored)."""
+        if hi in batch.written.get(dest_id, ()):
+            return True
+        return self.ledger.pending_in(hi, lo, batch.id, bit)
 
     def answered(self, stream: str, bits: int, answer: dict[str, int]) -> None:
         batch = self.batches.get(stream)
@@ -289,12 +331,16 @@ class LedgerSession:
         for dest_id, ids in batch.written.items():
             if batch.withheld & (1 << dest_id):
                 continue
-            gone = refused_ids.get(dest_id)
+            gone = refused_ids.get(dest_id, set()) | batch.already.get(dest_id, set())
             kept = [hi for hi in ids if hi not in gone] if gone else ids
             answer = json.dumps(batch.answers.get(dest_id) or {}, sort_keys=True)
             evidence.append((dest_id, "written", len(kept), answer, pack_ids(kept)))
             if self.reconcile:
                 self.seen_in_run.setdefault(dest_id, set()).update(kept)
+        for dest_id, held in batch.already.items():
+            evidence.append((dest_id, "already", len(held), None, pack_ids(sorted(held))))
+            if self.reconcile:
+                self.seen_in_run.setdefault(dest_id, set()).update(held)
         for dest_id, ids in batch.seen.items():
             evidence.append((dest_id, "seen", len(ids), None, pack_ids(ids)))
             if self.reconcile:
@@ -302,12 +348,19 @@ class LedgerSession:
         for dest_id, ids in refused_ids.items():
             reasons = json.dumps(dict(batch.reasons.get(dest_id) or {}), sort_keys=True)
             evidence.append((dest_id, "rejected", len(ids), reasons, pack_ids(ids)))
+        answers = {d: json.dumps(a, sort_keys=True) for d, a in batch.answers.items()}
+        gone = {
+            d: refused_ids.get(d, set()) | batch.already.get(d, set())
+            for d in set(refused_ids) | set(batch.already)
+        }
+        withheld = [d for d in _bits(batch.withheld)]
         self.ledger.complete_batch(
             self.run or 0,
             batch.id,
             refused=batch.refused,
             withheld=batch.withheld,
             evidence=evidence,
+            stored={"answers": answers, "gone": gone, "withheld": withheld},
         )
 
     def close(self, ok: bool) -> dict[str, Any]:

@@ -100,7 +100,7 @@ def _sqlite_engine(url: sa.URL) -> Engine:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA cache_size=-32768")  # 32 MB
+        cursor.execute("PRAGMA cache_size=-8192")  # 8 MB
         cursor.execute("PRAGMA busy_timeout=60000")
         cursor.close()
 
@@ -394,13 +394,19 @@ class Ledger:
         refused: dict[int, list[tuple[int, int]]],
         withheld: int,
         evidence: list[tuple[int, str, int, str | None, bytes]],
+        stored: dict[str, Any] | None = None,
     ) -> None:
         """The batch was accepted by every destination: what was pending becomes held, less
         the addresses refused (`refused`: per destination bit, their keys) and
         every address of the destinations in `withheld` (bits whose refusals could not be
-        traced to an address). `evidence`: (destination id, how, count, answer, keys)."""
+        traced to an address). `evidence`: (destination id, how, count, answer, keys).
+        `stored`: for the evidence stored while the batch ran, each destination's answer, the
+        keys to take out of its written rows (refused, already held) and the destinations
+        withheld."""
         now = time.time()
         with self._tx() as conn:
+            if stored:
+                self._settle_stored(conn, batch, now, stored)
             for bit, items in refused.items():
                 for hi, lo in items:
                     conn.exec_driver_sql(
@@ -429,6 +435,66 @@ class Ledger:
                     ],
                 )
             conn.execute(T.batches.update().where(T.batches.c.id == batch).values(completed_at=now))
+
+    def _settle_stored(
+        self, conn: Connection, batch: int, now: float, stored: dict[str, Any]
+    ) -> None:
+        e = T.evidence.c
+        of_batch = T.evidence.update().where(e.batch_id == batch)
+        for dest_id in stored["withheld"]:
+            conn.execute(
+                T.evidence.delete().where(
+                    e.batch_id == batch, e.destination_id == dest_id, e.how == "written"
+                )
+            )
+        for dest_id, gone in stored["gone"].items():
+            rows = conn.execute(
+                sa.select(e.id, e.ids).where(
+                    e.batch_id == batch, e.destination_id == dest_id, e.how == "written"
+                )
+            ).all()
+            for row_id, blob in rows:
+                kept = [hi for hi in unpack_ids(blob) if hi not in gone]
+                conn.execute(
+                    T.evidence.update()
+                    .where(e.id == row_id)
+                    .values(ids=pack_ids(kept), count=len(kept))
+                )
+        for dest_id, answer in stored["answers"].items():
+            conn.execute(
+                of_batch.where(e.destination_id == dest_id, e.how == "written").values(
+                    answer=answer
+                )
+            )
+        conn.execute(of_batch.values(at=now))
+
+    def store_evidence(
+        self, run: int, batch: int, rows: list[tuple[int, str, int, str | None, bytes]]
+    ) -> None:
+        """Evidence of a batch still open (it counts once the batch is completed)."""
+        now = time.time()
+        with self._tx() as conn:
+            conn.execute(
+                T.evidence.insert(),
+                [
+                    {
+                        "run_id": run,
+                        "batch_id": batch,
+                        "destination_id": dest,
+                        "how": how,
+                        "at": now,
+                        "count": count,
+                        "answer": answer,
+                        "ids": ids,
+                    }
+                    for dest, how, count, answer, ids in rows
+                ],
+            )
+
+    def pending_in(self, hi: int, lo: int, batch: int, bit: int) -> bool:
+        """Whether the key waits, in this batch, to be recorded held by the destination."""
+        row = self.address(hi, lo)
+        return row is not None and row.pending_batch == batch and bool(row.pending & bit)
 
     def add_evidence(
         self, run: int, destination: int, how: str, ids: bytes, count: int, answer: str | None
@@ -495,14 +561,14 @@ class Ledger:
         needle = pack_ids([hi])
         found = []
         with self._tx() as conn:
-            rows = conn.execute(sa.select(T.evidence).order_by(T.evidence.c.id))
+            rows = conn.execute(_settled(sa.select(T.evidence)).order_by(T.evidence.c.id))
             for row in rows:
                 if _contains(row.ids, needle):
                     found.append(row)
         return found
 
     def evidence_rows(self, how: str | None = None) -> list[Any]:
-        query = sa.select(T.evidence).order_by(T.evidence.c.id)
+        query = _settled(sa.select(T.evidence)).order_by(T.evidence.c.id)
         if how is not None:
             query = query.where(T.evidence.c.how == how)
         with self._tx() as conn:
@@ -536,6 +602,13 @@ class Ledger:
     def runs(self) -> list[Any]:
         with self._tx() as conn:
             return list(conn.execute(sa.select(T.runs).order_by(T.runs.c.id)))
+
+
+def _settled(query: Any) -> Any:
+    """Evidence of completed batches only (or of none: reconcile marks)."""
+    e, b = T.evidence.c, T.batches.c
+    done = sa.select(b.id).where(b.completed_at.isnot(None))
+    return query.where(sa.or_(e.batch_id.is_(None), e.batch_id.in_(done)))
 
 
 def _contains(blob: bytes, needle: bytes) -> bool:

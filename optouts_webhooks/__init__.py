@@ -1,0 +1,1 @@
+"""optouts-webhooks: the providers' opt-out webhooks received and propagated in seconds."""
