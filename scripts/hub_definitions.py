@@ -25,12 +25,16 @@ HUB = ROOT / "hub"
 REPOSITORY = "https://github.com/optouts-connectors/optouts-connectors"
 VARIANT = "optouts-connectors"
 # plugin name -> (plugin type in meltano.yml, its distribution's folder under packages/).
-# The webhook receiver, when it lands, is one more entry (a utility, like the sandbox).
 PLUGINS = {
     "tap-optouts": ("extractors", "tap-optouts"),
     "target-optouts": ("loaders", "target-optouts"),
     "optouts-sandbox": ("utilities", "optouts-sandbox"),
+    "optouts-webhooks": ("utilities", "optouts-webhooks"),
+    "optouts-ledger": ("utilities", "target-optouts"),  # target-optouts' own second command
 }
+# The distributions a plugin needs besides the providers' and its own: the webhook receiver
+# writes through target-optouts' destinations.
+NEEDS = {"optouts-webhooks": ("target-optouts",)}
 SHARED = "optouts-providers"
 KEYWORDS = ["meltano", "meltano_sdk", "singer", "opt-out", "checkmarket", "slicktext", "optizmo"]
 # The SDK's own settings, the same in every SDK plugin (listed by --about, kept in hub/).
@@ -64,10 +68,11 @@ KINDS = {
 }
 
 
-def pip_url(folder: str) -> str:
-    """Both distributions from the repository: the plugin's and the providers' it needs."""
+def pip_url(folder: str, needs: tuple[str, ...] = ()) -> str:
+    """The distributions from the repository: the providers', what else the plugin needs, and
+    the plugin's own."""
     return " ".join(
-        f"git+{REPOSITORY}.git#subdirectory=packages/{name}" for name in (SHARED, folder)
+        f"git+{REPOSITORY}.git#subdirectory=packages/{name}" for name in (SHARED, *needs, folder)
     )
 
 
@@ -149,7 +154,7 @@ def definition(plugin: str, meltano: dict[str, Any]) -> dict[str, Any]:
         "label": meltano["label"],
         "description": meltano["description"],
         "namespace": meltano["namespace"],
-        "pip_url": pip_url(folder),
+        "pip_url": pip_url(folder, NEEDS.get(plugin, ())),
         "executable": meltano["executable"],
         "repo": REPOSITORY,
         "docs": f"{REPOSITORY}#readme",
@@ -157,6 +162,8 @@ def definition(plugin: str, meltano: dict[str, Any]) -> dict[str, Any]:
         "maintenance_status": "active",
     }
     if plugin_type == "utilities":
+        if meltano.get("settings"):
+            out["settings"] = meltano["settings"]
         out["commands"] = meltano["commands"]
         return out
     reported = about(plugin)

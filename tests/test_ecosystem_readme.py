@@ -31,7 +31,13 @@ MAPPINGS = {
 }
 JOBS = {job["name"] for job in PROJECT["jobs"]}
 SCHEDULES = {schedule["name"] for schedule in PROJECT["schedules"]}
-ENTRY_POINTS = {"tap-optouts", "target-optouts", "optouts-sandbox"}
+ENTRY_POINTS = {
+    "tap-optouts",
+    "target-optouts",
+    "optouts-sandbox",
+    "optouts-ledger",
+    "optouts-webhooks",
+}
 
 
 def _commands() -> list[list[str]]:

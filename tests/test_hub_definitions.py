@@ -26,14 +26,24 @@ PLUGINS = {
     "tap-optouts": ("extractor", "extractors"),
     "target-optouts": ("loader", "loaders"),
     "optouts-sandbox": ("utility", "utilities"),
+    "optouts-webhooks": ("utility", "utilities"),
+    "optouts-ledger": ("utility", "utilities"),
 }
-PACKAGES = {"optouts_providers", "tap_optouts", "target_optouts", "optouts_sandbox"}
+PACKAGES = {
+    "optouts_providers",
+    "tap_optouts",
+    "target_optouts",
+    "optouts_sandbox",
+    "optouts_webhooks",
+}
 IGNORED = shutil.ignore_patterns("__pycache__", ".hypothesis", ".pytest_cache")
 # What each plugin's venv holds of the project's packages.
 HOLDS = {
     "tap-optouts": {"optouts_providers", "tap_optouts"},
     "target-optouts": {"optouts_providers", "target_optouts"},
     "optouts-sandbox": {"optouts_providers", "optouts_sandbox"},
+    "optouts-webhooks": {"optouts_providers", "target_optouts", "optouts_webhooks"},
+    "optouts-ledger": {"optouts_providers", "target_optouts"},
 }
 
 
@@ -51,7 +61,7 @@ def _run(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 600):
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> tuple[Path, dict[str, str]]:
-    """A new Meltano project with the three plugins added from their Hub definitions."""
+    """A new Meltano project with every plugin added from its Hub definition."""
     base = tmp_path_factory.mktemp("hub")
     env = {
         key: value

@@ -29,6 +29,7 @@ DISTRIBUTIONS = {
     "tap-optouts": "tap_optouts",
     "target-optouts": "target_optouts",
     "optouts-sandbox": "optouts_sandbox",
+    "optouts-webhooks": "optouts_webhooks",
 }
 OWN = set(DISTRIBUTIONS) | {"optouts-connectors-dev"}
 # What each distribution must not pull: the tap neither the target's nor the sandbox's.
@@ -36,6 +37,7 @@ NOT_REQUIRED = {
     "tap-optouts": {"target-optouts", "optouts-sandbox", "psycopg", "email-validator"},
     "target-optouts": {"tap-optouts", "optouts-sandbox"},
     "optouts-sandbox": {"tap-optouts", "target-optouts", "psycopg"},
+    "optouts-webhooks": {"tap-optouts", "optouts-sandbox"},
     "optouts-providers": {"tap-optouts", "target-optouts", "optouts-sandbox", "backoff"},
 }
 

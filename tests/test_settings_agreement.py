@@ -112,8 +112,10 @@ def test_settings_groups_name_each_providers_credentials(plugin):
     groups = [set(group) for group in definition["settings_group_validation"]]
     assert all(group <= declared for group in groups)
     secrets = {s["name"] for s in definition["settings"] if s.get("sensitive")}
-    # Provider credentials; the ledger's optional hash key is no credential of a provider.
-    assert {name for name in secrets if "." in name} <= set().union(*groups)
+    # Provider credentials; the ledger's optional hash key and the webhook receiver's secrets
+    # (webhooks.*) are no credentials of a provider.
+    provider_secrets = {n for n in secrets if "." in n and not n.startswith("webhooks.")}
+    assert provider_secrets <= set().union(*groups)
     for provider in ("checkmarket", "slicktext", "optizmo"):
         assert any(all(n.startswith(provider + ".") for n in g) for g in groups), provider
 
@@ -131,10 +133,14 @@ def test_every_plugin_is_defined_in_full_and_pinned():
         assert plugin.get("namespace") and plugin.get("executable"), name
         pip_url = plugin["pip_url"]
         if pip_url.startswith("-e ./packages/"):
-            # The repository's own: the plugin's distribution and the providers' it needs.
+            # The repository's own: the plugin's distribution and the providers' it needs (the
+            # webhook receiver also the target's: its destinations and ledger).
             members = re.findall(r"-e \./packages/([\w-]+)", pip_url)
-            assert members[0] == "optouts-providers" and len(members) == 2, (name, pip_url)
-            assert (ROOT / "packages" / members[1] / "pyproject.toml").exists(), name
+            assert members[0] == "optouts-providers" and len(members) >= 2, (name, pip_url)
+            if len(members) > 2:
+                assert members == ["optouts-providers", "target-optouts", name], pip_url
+            for member in members[1:]:
+                assert (ROOT / "packages" / member / "pyproject.toml").exists(), name
         else:
             assert re.match(r"^[\w.-]+==[\w.]+", pip_url), (name, pip_url)
         for setting in plugin.get("settings", []):
@@ -206,6 +212,7 @@ def test_hub_pip_url_installs_the_plugin_and_the_providers_from_the_repository(p
     urls = hub["pip_url"].split()
     folders = [url.split("#subdirectory=packages/", 1)[1] for url in urls]
     assert all(url.startswith(f"git+{hub_definitions.REPOSITORY}.git#") for url in urls)
-    assert folders == ["optouts-providers", hub_definitions.PLUGINS[plugin][1]]
-    pyproject = (ROOT / "packages" / folders[1] / "pyproject.toml").read_text()
+    needs = list(hub_definitions.NEEDS.get(plugin, ()))
+    assert folders == ["optouts-providers", *needs, hub_definitions.PLUGINS[plugin][1]]
+    pyproject = (ROOT / "packages" / folders[-1] / "pyproject.toml").read_text()
     assert f'\n{hub["executable"]} = "' in pyproject

@@ -5,6 +5,7 @@ written for each, and that no answer or log line holds the token or the secret."
 from __future__ import annotations
 
 import json
+import sqlite3
 from urllib.parse import urlencode
 
 import pytest
@@ -73,6 +74,7 @@ def world(tmp_path_factory):
         running_sandbox(size=20, record_writes=True) as server,
         running_receiver(receiver_config(server, tmp), tmp) as receiver,
     ):
+        receiver.ledger = tmp / "ledger.sqlite"
         yield server, receiver
 
 
@@ -99,8 +101,13 @@ def test_wrong_token_missing_signature_and_malformed_store_nothing(world):
             headers={st_hooks.SIGNATURE_HEADER: "00"},
         ),
         receiver.post("checkmarket", data=b"{" + b" " * 70_000 + b"}"),
+        # The event, but no usable address in it: answered 200 (a retry would not fix it).
+        receiver.post(
+            "checkmarket", json={**CM_EVENT, "Contact": {"ContactId": 1, "Email": "not@"}}
+        ),
     ]
-    assert [a.status_code for a in answers] == [404, 404, 401, 401, 400, 400, 400, 401, 413]
+    assert [a.status_code for a in answers] == [404, 404, 401, 401, 400, 400, 400, 401, 413, 200]
+    assert answers[-1].json() == {"status": "rejected"}
     for answer in answers:
         assert TOKEN not in answer.text and SECRET not in answer.text
     assert receiver.health()["inbox"] == before
@@ -163,6 +170,19 @@ def test_checkmarket_and_new_api_events_and_their_repeats(world):
     assert sum("jane.webhook@example.com" in body for body in bodies) == 1
     assert sum("14155550177" in body for body in bodies) == 2
     assert not any("14155550178" in body or "14155550179" in body for body in bodies)
+    # Every destination accepted every event: no clear address is left in the inbox.
+    with sqlite3.connect(receiver.ledger) as db:
+        left = db.execute(
+            "SELECT count(*) FROM ledger_inbox WHERE email IS NOT NULL OR phone IS NOT NULL"
+        ).fetchone()[0]
+        done = db.execute("SELECT count(*) FROM ledger_inbox WHERE done_at IS NOT NULL").fetchone()
+    assert left == 0 and done[0] >= 2
+    # Overwritten, not only unlinked: once the write-ahead log is checkpointed, the file holds
+    # no trace of the address (the ledger keeps its keyed hash).
+    with sqlite3.connect(receiver.ledger) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    for path in receiver.ledger.parent.glob("ledger.sqlite*"):
+        assert b"jane.webhook@example.com" not in path.read_bytes(), path.name
 
 
 def test_no_secret_in_the_receiver_output(world):

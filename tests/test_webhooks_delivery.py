@@ -195,3 +195,31 @@ def test_the_sandbox_webhooks_reach_every_provider(tmp_path):
         for destination in ("checkmarket", "optizmo", "slicktext"):
             assert f"webhooks -> {destination}: " in report
         assert "0 pending" in report and "event to written median/p95/max" in report
+
+
+def test_a_dropped_delivery_never_reaches_the_receiver(tmp_path):
+    """The sandbox's `webhook_drop_rate`: the vendor gives up on a delivery (what the polling
+    sync is the safety net for); the receiver then has nothing, and writes nothing."""
+    with running_sandbox(size=20, record_writes=True) as server:
+        config = receiver_config(server, tmp_path, ("checkmarket", "optizmo"))
+        with running_receiver(config, tmp_path) as receiver:
+            control(
+                server,
+                "config",
+                {
+                    "webhook_slicktext_url": f"{receiver.url}/webhooks/slicktext/{TOKEN}",
+                    "webhook_slicktext_secret": SECRET,
+                    "webhook_drop_rate": 1.0,
+                },
+            )
+            control(
+                server,
+                "optouts",
+                {"provider": "slicktext", "records": [{"number": "+13125550181"}]},
+            )
+            log = receiver.wait_for(
+                lambda: control(server, "webhooks")["deliveries"], what="the delivery logged"
+            )
+            assert [(d["source"], d["status"]) for d in log] == [("slicktext", "dropped")]
+            assert receiver.health()["received"] == {}
+            assert control(server, "webhooks")["writes"] == []

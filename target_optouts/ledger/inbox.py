@@ -56,6 +56,12 @@ class Inbox:
         self.engine = ledger.engine
         self.keys = ledger.keys
         self.postgres = ledger.postgres
+        if not self.postgres and not getattr(self.engine, "_inbox_secure_delete", False):
+            # An erased clear address is overwritten in the file, not only unlinked (the
+            # inbox's connections are the pool's, opened from now on).
+            sa.event.listen(self.engine, "connect", _secure_delete)
+            self.engine._inbox_secure_delete = True  # type: ignore[attr-defined]
+            self.engine.pool.dispose()
 
     def _insert(self, table: sa.Table) -> Any:
         return (postgresql if self.postgres else sqlite).insert(table)
@@ -254,6 +260,12 @@ class Inbox:
         )
         with self.engine.connect() as conn:
             return [tuple(row) for row in conn.execute(query)]  # type: ignore[misc]
+
+
+def _secure_delete(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA secure_delete=ON")
+    cursor.close()
 
 
 def webhook_summary(ledger: Ledger) -> dict[str, Any]:
