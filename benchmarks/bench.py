@@ -395,7 +395,7 @@ def table(summary: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-# The budget of issue 5 (2 cores, rate limits off); see README.md.
+# The performance budget (2 cores, rate limits off); see README.md.
 TAP_RECORDS_PER_SECOND = 60_000
 TAP_RATIO = 0.25
 TARGET_RECORDS_PER_SECOND = 60_000

@@ -8,9 +8,8 @@ decodes them, as a tap decodes a provider's answers), then writes each as a RECO
 line, as a tap writes them; the reader reads and parses the file line by line, as a target
 reads its input. Prints `{"records": n, "seconds": s}`: the loop alone (writing, or reading),
 timed inside. bench.py times the whole process too (start to exit, as it times the
-connectors), and that is the reference the budget's ratios compare with: the figures of
-`../shared/docs/singer-sdk-notes.md` ("raw orjson", 270k records/s written, 625k read) are
-whole processes.
+connectors), and that is the reference the budget's ratios compare with: the "raw orjson"
+figures the budget was set from (270k records/s written, 625k read) are whole processes.
 """
 
 from __future__ import annotations

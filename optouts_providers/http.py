@@ -1,4 +1,4 @@
-"""The one HTTP path every provider client uses (provider-apis.md 6.1).
+"""The one HTTP path every provider client uses (see docs/providers/README.md).
 
 - Credentials only go to the configured base URL; links handed back by an API are either
   resolved against it (CheckMarket) or fetched with no credential at all (pre-signed URLs).

@@ -1,9 +1,12 @@
 """Timestamps: every record carries RFC 3339 UTC; providers speak in other forms.
 
-- CheckMarket: ISO 8601 with `Z` or an offset and 1-7 fractional digits (provider-apis.md 1.3).
-- SlickText: naive `YYYY-MM-DD HH:MM:SS` in America/Los_Angeles (2.1, 6.3). An ambiguous time
-  (the repeated autumn hour) maps to the earlier instant.
-- Optizmo: UTC, `YYYY-MM-DD HH:MM:SS` or RFC 3339 (6.4).
+- CheckMarket: ISO 8601 with `Z` or an offset and 1-7 fractional digits (checkmarket.md,
+  'Time formats').
+- SlickText: naive `YYYY-MM-DD HH:MM:SS` in America/Los_Angeles (slicktext.md, 'Pacific time'). An
+  ambiguous time (the repeated autumn hour) maps to the earlier instant ('Repeated hour').
+- Optizmo: UTC, `YYYY-MM-DD HH:MM:SS` or RFC 3339 (optizmo.md, 'Time zone').
+
+The notes are in docs/providers/.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """CheckMarket API v3 emulator: the account's opt-out list and two surveys' lists
-(provider-apis.md 5.2, 6.2). Wire details come from `optouts_providers.checkmarket.wire`."""
+(see docs/providers/checkmarket.md). Wire details come from `optouts_providers.checkmarket.wire`."""
 
 from __future__ import annotations
 
@@ -99,7 +99,8 @@ _FIELD_GETTERS: dict[str, Callable[[Row], Any]] = {
 
 
 def default_order_key(row: Row) -> int:
-    """No order is promised (6.2): a fixed shuffle by ContactId, stable for offset paging."""
+    """No order is promised ('Paging and order'): a fixed shuffle by ContactId, stable for
+    offset paging."""
     return (row.contact_id * 2654435761) % 2**32
 
 
@@ -112,7 +113,7 @@ def valid_email(value: Any) -> bool:
 
 
 def valid_phone(value: Any) -> bool:
-    """E.164 only (6.2): `+` and digits, and a number phonenumbers accepts."""
+    """E.164 only ('Phone numbers'): `+` and digits, and a number phonenumbers accepts."""
     if not isinstance(value, str) or not re.fullmatch(r"\+[1-9]\d{6,14}", value):
         return False
     try:
@@ -135,7 +136,7 @@ class CheckMarketEmulator(Emulator):
         self._version = 0
         self._views: dict[tuple[Any, ...], tuple[int, list[Row]]] = {}
         # Tests: absolute base of the links handed out (None = the sandbox's own host), e.g.
-        # the legacy host of the vendor sample (1.8); a hook called before each list page.
+        # the legacy host of the vendor sample ('Next links'); a hook called before each list page.
         self.link_base: str | None = None
         self.page_hook: Callable[[Request], None] | None = None
 
@@ -144,7 +145,7 @@ class CheckMarketEmulator(Emulator):
         return request.header(wire.KEY_HEADER)
 
     def rate_limited(self, request: Request, retry_after: float) -> Response:
-        # 1.7: the throttled status is unknown; [I] 429 in the envelope with Retry-After.
+        # 'Throttling': the status is undocumented; 429 in the envelope with Retry-After.
         wait = max(1, math.ceil(retry_after))
         response = self.error(request, 429, "API throttling limit reached")
         response.headers["Retry-After"] = str(wait)
@@ -437,7 +438,7 @@ def _list_options(
     text = wire.option(query, "filter")
     expression = None
     if text:
-        # CM-47's own example writes `filter==...`: tolerate the stray `=`.
+        # The vendor's own example writes `filter==...`: tolerate the stray `=`.
         text = text.lstrip("=")
         expression = wire.parse_filter(text)
         expression.check_fields(FIELD_TYPES)

@@ -21,5 +21,5 @@ OPTIZMO_EMAIL_LIST_ID = "901fad4c46a1e723"
 OPTIZMO_SMS_LIST_ID = "5c2e8b1f0d3a7e94"
 # An email list that starts empty: somewhere to write a list read from elsewhere (benchmark).
 OPTIZMO_SPARE_EMAIL_LIST_ID = "3d8f6a2c9b1e4f70"
-# Lists that exist but refuse collect (provider-apis.md 3.6).
+# Lists that exist but refuse collect (docs/providers/optizmo.md, 'Collect').
 OPTIZMO_GROUPED_LIST_ID = "77aa00bb11cc22dd"

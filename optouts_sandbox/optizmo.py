@@ -1,6 +1,6 @@
 """Optizmo emulators: the SUPPRESS API with its pre-signed storage, and the collect app.
 
-provider-apis.md 3.2-3.6, 5.4 and 6.4. Lists hold rows (plain value, hash, UTC time,
+See docs/providers/optizmo.md. Lists hold rows (plain value, hash, UTC time,
 collected or imported, campaign data); downloads are rendered once to a temporary file from a
 snapshot taken at prepare time and streamed from it, so big lists do not sit in memory twice.
 """
@@ -42,7 +42,7 @@ from optouts_sandbox.seed import Person
 
 API_KEYS = frozenset({C.OPTIZMO_API_KEY, C.OPTIZMO_OTHER_API_KEY})
 INVALID_PAYLOAD = "Invalid request payload sent. Further details will be available in the payload."
-# Headers are sent on every answer (3.2); with no limit configured they describe this one.
+# Headers are sent on every answer ('Rate limits'); with no limit configured they describe this one.
 NOMINAL_LIMIT = RateLimit(per_window=100_000, window_seconds=60.0)
 COLLECTED_MESSAGE = "Optout has been collected and will be processed shortly."
 DOWNLOAD_TTL = timedelta(days=1)
@@ -69,7 +69,7 @@ class Row:
     affiliate: str = ""
     sub_affiliate: str = ""
     ip: str = ""
-    visible_at: datetime | None = None  # collect is asynchronous (3.6)
+    visible_at: datetime | None = None  # collect is asynchronous ('Collect')
 
     def visible(self, now: datetime) -> bool:
         return self.visible_at is None or self.visible_at <= now
@@ -101,7 +101,7 @@ class OptoutList:
         return len(self.plains)
 
     def add(self, row: Row) -> bool:
-        """Add a row unless its hash is held already (3.3: the hash identifies an opt-out)."""
+        """Add a row unless its hash is held already ('Hashes': it identifies an opt-out)."""
         origin = (row.collected, row.campaign, row.affiliate, row.sub_affiliate, row.ip)
         value = row.plain or row.hashed
         return self.add_value(value, not row.plain, int(row.at.timestamp()), origin, row.visible_at)
@@ -245,7 +245,8 @@ def _s3_error(status: int, code: str, message: str) -> Response:
 
 
 def _api_key(request: Request) -> str | None:
-    """3.2: `Authorization: Bearer <key>` (prose) or `api_key: <key>` (security scheme)."""
+    """'Authentication': `Authorization: Bearer <key>` (prose) or `api_key: <key>` (security
+    scheme)."""
     auth = request.header("authorization") or ""
     if auth.lower().startswith("bearer "):
         return auth[7:].strip()
@@ -750,7 +751,7 @@ class OptizmoEmulator(_OptizmoAuth):
 
 
 class OptizmoCollectEmulator(_OptizmoAuth):
-    """The collect app (3.6): one opt-out per call into an email or SMS list."""
+    """The collect app ('Collect'): one opt-out per call into an email or SMS list."""
 
     prefix = "optizmo-collect"
 
@@ -803,7 +804,7 @@ class OptizmoCollectEmulator(_OptizmoAuth):
 
 
 def _download_spec(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """Validate prepare-download (3.3). Returns (problem, Download fields)."""
+    """Validate prepare-download ('Preparing a download'). Returns (problem, Download fields)."""
     if not isinstance(body.get("optoutListId"), str) or not body["optoutListId"]:
         return "optoutListId is required.", {}
     columns = body.get("columns")
@@ -856,9 +857,9 @@ def _write_csv(text: io.TextIOWrapper, columns: list[str], rows: Iterable[list[s
 
 
 def _parse_upload(text: str, kind: str) -> tuple[list[str], int, int]:
-    """(valid entries, lines submitted, malformed lines) of an upload file (3.4): each line is
-    trimmed and lowercased, blank lines skipped. A file already in that form (what clients
-    send) is read by one regular expression pass."""
+    """(valid entries, lines submitted, malformed lines) of an upload file ('Bulk upload'):
+    each line is trimmed and lowercased, blank lines skipped. A file already in that form (what
+    clients send) is read by one regular expression pass."""
     pattern = _VALID_SMS_LINES if kind == "sms" else _VALID_EMAIL_LINES
     if text == text.lower() and _plain_lines(text):
         lines = text.split("\n")

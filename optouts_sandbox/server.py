@@ -1,4 +1,5 @@
-"""The sandbox: one loopback HTTP server, every provider under its own path prefix (6.5).
+"""The sandbox: one loopback HTTP server, every provider under its own path prefix
+(docs/providers/README.md, 'The sandbox').
 
     http://127.0.0.1:<port>/checkmarket       CheckMarket API v3
     http://127.0.0.1:<port>/slicktext         SlickText legacy API (v1)

@@ -1,6 +1,6 @@
 """SlickText emulators: the legacy API under /slicktext, the new API under /slicktext-v2.
 
-provider-apis.md 5.3 and 6.3. Times are stored as SlickText shows them, naive Pacific
+See docs/providers/slicktext.md. Times are stored as SlickText shows them, naive Pacific
 `YYYY-MM-DD HH:MM:SS`, and compared as wall times; the true UTC instant of each row is kept
 aside (`instants`) so that tests can check what a client makes of the repeated autumn hour.
 Choices where the vendor is silent: `limit` over 10,000 is refused (400); a filter on an
@@ -32,7 +32,7 @@ from optouts_sandbox import credentials as C
 from optouts_sandbox.core import Emulator, RateLimit, Request, Response, json_response
 from optouts_sandbox.seed import DST_REPEATS, Person, at_provider
 
-# Area code -> (city, state, zip): zip is an int on the legacy wire (2.1), so 02108 is 2108.
+# Area code -> (city, state, zip): zip is an int on the legacy wire, so 02108 is 2108.
 PLACES = {
     "201": ("Jersey City", "NJ", 7302),
     "212": ("New York", "NY", 10001),
@@ -323,7 +323,8 @@ class SlickTextLegacyEmulator(_SlickTextBase):
         return pair[0] if pair else None
 
     def authorized(self, request: Request) -> bool:
-        # Keys in the URL are not recognised (2.1): only the Authorization header counts.
+        # Keys in the URL are not recognised ('Legacy authentication'): only the Authorization
+        # header counts.
         return _basic_credentials(request) == (C.SLICKTEXT_PUBLIC_KEY, C.SLICKTEXT_PRIVATE_KEY)
 
     def route(self, request: Request, parts: list[str]) -> Response:

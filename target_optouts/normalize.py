@@ -6,7 +6,7 @@ Field rules (first non-empty field wins):
   when it holds no `@`;
 - MD5: `hashed` (or `plain` when it is 32 hex digits), used only when the record has no email
   and no phone (an Optizmo row's hash is of its own plain value, which is then the better
-  address; provider-apis.md 3.3).
+  address; docs/providers/optizmo.md, 'Hashes').
 
 Emails are trimmed, lowercased and checked (syntax, length <= 254, local part <= 64). An
 internationalised address (RFC 6531: UTF-8 local part; RFC 5891: a Unicode domain) that the
@@ -223,7 +223,7 @@ def normalize_phone(value: object, region: str) -> str:
     candidates = [text]
     digits = re.sub(r"[\s().-]", "", text)
     if _DIGITS.match(digits):
-        # Country code without '+' (Optizmo SMS lists: "12015550123"; provider-apis.md 3.6).
+        # Country code without '+' (Optizmo SMS lists: "12015550123"; optizmo.md, 'Collect').
         candidates.append("+" + digits)
     for candidate in candidates:
         try:

@@ -1,4 +1,4 @@
-"""target-optouts settings (the issue's list), and which of them are secrets."""
+"""target-optouts settings, and which of them are secrets."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The three providers as destinations, each wrapping its client (provider-apis.md 6.2-6.4).
+"""The three providers as destinations, each wrapping its client (see docs/providers/).
 
 - CheckMarket carries emails and phones (E.164), in batched POSTs; a refused batch is bisected
   by the client and the bad addresses come back as rejected. A batch's parts are sent in full
@@ -144,7 +144,7 @@ class OptizmoDestination(Destination):
     def send(self, values: Values, stream: str) -> WriteResult:
         # Emails and MD5s share the email list: kept until the batch ends, when their number
         # decides between collect and a bulk upload (MD5s always go in bulk: collect cannot
-        # carry them, 3.6). SMS numbers are collected at once.
+        # carry them: optizmo.md, 'Collect or bulk'). SMS numbers are collected at once.
         emails, hashes = values.get("email", []), values.get("md5", [])
         if self.email_list_id and (emails or hashes):
             spool = self.spools.get(stream)

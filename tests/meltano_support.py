@@ -60,6 +60,8 @@ def sandbox_env(tmp_path: Path, sandbox_url: str, port: int | None = None) -> di
         "TARGET_JSONL_DESTINATION_PATH": str(tmp_path / "output"),
         "TARGET_OPTOUTS_REJECTS_PATH": str(tmp_path / "output" / "rejects.jsonl"),
         "TARGET_OPTOUTS_LEDGER_URL": f"sqlite:///{tmp_path / 'ledger' / 'ledger.sqlite'}",
+        # The optouts-ledger utility reads the same ledger (its own setting `url`).
+        "OPTOUTS_LEDGER_URL": f"sqlite:///{tmp_path / 'ledger' / 'ledger.sqlite'}",
         "TAP_OPTOUTS_CHECKMARKET_BASE_URL": f"{sandbox_url}/checkmarket",
         "TAP_OPTOUTS_SLICKTEXT_BASE_URL": f"{sandbox_url}/slicktext",
         "TAP_OPTOUTS_OPTIZMO_BASE_URL": f"{sandbox_url}/optizmo",

@@ -26,7 +26,7 @@ from typing import Any
 from optouts_sandbox import credentials as C
 from optouts_sandbox.server import SandboxHTTPServer
 from tests.sandbox_support import SECRETS, TAP_BIN, TARGET_BIN, tap_config
-from tests.test_target_support import target_config
+from tests.target_support import target_config
 
 LOG_CONFIG = """\
 version: 1

@@ -55,6 +55,33 @@ def running_sandbox(size: int = 300, seed: int = 7, **switches: Any) -> Iterator
         yield server
 
 
+# The SDK's standard suites take their config when their test class is built, at import, before
+# any fixture runs: such a config is built for a PendingServer, and the module's fixture points
+# it at the sandbox it starts (`repoint`). Port 9 (discard) is never served.
+PENDING_URL = "http://127.0.0.1:9"
+PREFIXES = ("checkmarket", "slicktext", "slicktext-v2", "optizmo", "optizmo-collect")
+
+
+class PendingServer:
+    """Stands in for a sandbox not started yet: `url` and `base_urls()` name PENDING_URL, so
+    `tap_config` and `target_config` can be built from it."""
+
+    url = PENDING_URL
+
+    def base_urls(self) -> dict[str, str]:
+        return {name: f"{self.url}/{name}" for name in PREFIXES}
+
+
+def repoint(config: Any, url: str) -> None:
+    """Every URL of `config` on PENDING_URL moved to `url`, in place: the suites hold the dict."""
+    items = config.items() if isinstance(config, dict) else enumerate(config)
+    for key, value in list(items):
+        if isinstance(value, str) and value.startswith(PENDING_URL):
+            config[key] = url + value[len(PENDING_URL) :]
+        elif isinstance(value, dict | list):
+            repoint(value, url)
+
+
 def control(server: SandboxHTTPServer, action: str, payload: Any = None) -> Any:
     """Call a /_sandbox control endpoint over HTTP."""
     url = f"{server.url}/_sandbox/{action}"

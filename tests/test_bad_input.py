@@ -32,7 +32,7 @@ from tests.sandbox_support import (
     slicktext_v2_settings,
     tap_config,
 )
-from tests.test_target_support import TARGET_BIN, new_emails, new_phones, target_config
+from tests.target_support import TARGET_BIN, new_emails, new_phones, target_config
 
 SEED = 4
 PEOPLE = "crm_people"

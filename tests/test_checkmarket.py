@@ -286,7 +286,7 @@ def test_dollar_and_bare_options_are_the_same(sandbox: SandboxHTTPServer) -> Non
     assert bare["Meta"]["TotalRowCount"] == len(expected) and bare["Meta"]["IsFiltered"] is True
     assert [d["ContactId"] for d in bare["Data"]] == [cid for _, cid in expected[3:10]]
     assert all(set(d) == {"ContactId", "DateOptOut"} for d in bare["Data"])
-    # the vendor example's `filter==` typo (provider-apis.md 1.4) is tolerated
+    # the vendor example's `filter==` typo (checkmarket.md, 'Filter syntax') is tolerated
     typo = api_get(sandbox, wire.ACCOUNT_OPTOUTS_PATH, {"filter": "=" + options["filter"]}).json()
     assert typo["Meta"]["TotalRowCount"] == len(expected)
 

@@ -19,8 +19,8 @@ from tests.sandbox_support import (
     slicktext_v2_settings,
     tap_config,
 )
-from tests.test_target_support import SECRETS, new_emails, stream_messages, target_config
-from tests.test_target_support import run_cli as run_target_cli
+from tests.target_support import SECRETS, new_emails, stream_messages, target_config
+from tests.target_support import run_cli as run_target_cli
 
 EVERY_CHECK = {"OPTOUTS_PROGRESS_SECONDS": "0"}
 LINE = re.compile(r"\| (?:tap-optouts|optouts\.\w+)[^|]*\| (.*)$")

@@ -25,7 +25,7 @@ from tests.sandbox_support import (
     running_sandbox,
     tap_config,
 )
-from tests.test_target_support import target_config
+from tests.target_support import target_config
 
 pytestmark = pytest.mark.timeout(900)
 

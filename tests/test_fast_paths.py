@@ -1,4 +1,4 @@
-"""The fast paths of issue 5 do what the slow ones do: the tap's RECORD lines and state against
+"""The fast paths do what the slow ones do: the tap's RECORD lines and state against
 the SDK's own path, the validator's first check against fastjsonschema, the one-pass email
 rule against the rule-by-rule one, Pacific wall times against the exact conversion, the
 sandbox's one-pass upload reading against the line-by-line one, and the bounded memory of
@@ -30,7 +30,7 @@ from target_optouts.normalize import email_problem, passes_email_rules
 from target_optouts.seen import SeenAddresses
 from target_optouts.validation import struct_for
 from tests.sandbox_support import running_sandbox, tap_config
-from tests.test_target_support import run_cli, run_target, stream_messages, target_config
+from tests.target_support import run_cli, run_target, stream_messages, target_config
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "tap_optouts" / "schemas"
 

@@ -29,7 +29,7 @@ from optouts_sandbox import credentials as C
 from target_optouts.lines import LineTooLong, TooLong, whole_line_chunks
 from target_optouts.normalize import emails_of_block, normalize_email, normalize_emails
 from tests.sandbox_support import TARGET_BIN, control, running_sandbox
-from tests.test_target_support import encode, state, stream_messages, target_config
+from tests.target_support import encode, state, stream_messages, target_config
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -17,7 +17,7 @@ from optouts_providers.slicktext import wire as st_wire
 from optouts_providers.slicktext.client import SlickTextLegacyClient
 from optouts_sandbox import credentials as C
 from tests.sandbox_support import control, running_sandbox
-from tests.test_target_support import new_phones
+from tests.target_support import new_phones
 
 
 class FakeClock:

@@ -18,8 +18,8 @@ import pytest
 from optouts_sandbox import credentials as C
 from tests.meltano_support import ROOT, free_port, meltano_executable
 from tests.sandbox_support import run_cli, running_sandbox, slicktext_v2_settings, tap_config
-from tests.test_target_support import run_cli as run_target_cli
-from tests.test_target_support import target_config
+from tests.target_support import run_cli as run_target_cli
+from tests.target_support import target_config
 
 pytestmark = pytest.mark.timeout(300)
 

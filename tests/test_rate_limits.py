@@ -25,8 +25,8 @@ from optouts_providers.slicktext.client import SlickTextLegacyClient
 from optouts_sandbox import credentials as C
 from tests.pipeline_support import TAP_BIN, TARGET_BIN
 from tests.sandbox_support import control, running_sandbox, tap_config
-from tests.test_target_support import encode, new_emails, new_phones, stream_messages
-from tests.test_target_support import target_config as target_settings
+from tests.target_support import encode, new_emails, new_phones, stream_messages
+from tests.target_support import target_config as target_settings
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

@@ -24,7 +24,7 @@ from target_optouts.normalize import (
 )
 from target_optouts.target import TargetOptouts
 from tests.sandbox_support import control
-from tests.test_target_support import (
+from tests.target_support import (
     Run,
     encode,
     new_emails,

@@ -19,7 +19,7 @@ import pytest
 
 from tests.pipeline_support import TARGET_BIN, Kill, PipeRun, leaks, run_pipeline, signatures
 from tests.sandbox_support import control, missing_from_union, running_sandbox
-from tests.test_target_support import new_phones, state, stream_messages, target_config
+from tests.target_support import new_phones, state, stream_messages, target_config
 
 SIZE = 40
 # Slower writes, so that a kill lands inside a batch rather than between runs.

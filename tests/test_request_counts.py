@@ -1,4 +1,4 @@
-"""The request budget (issue 5), counted by the sandbox: reads take exactly ceil(N / page) pages
+"""The request budget, counted by the sandbox: reads take exactly ceil(N / page) pages
 per list (Optizmo: prepare and the download), CheckMarket writes ceil(N / batch) POSTs, an
 Optizmo bulk upload a constant whatever N, the new SlickText API at most 1.01 a number. Small N
 and small pages; a batch is fed to the destinations in several parts, as a big one would be."""
@@ -25,7 +25,7 @@ from tests.sandbox_support import (
     slicktext_v2_settings,
     tap_config,
 )
-from tests.test_target_support import (
+from tests.target_support import (
     new_emails,
     new_phones,
     run_target,

@@ -26,7 +26,7 @@ from optouts_sandbox import credentials as C
 from optouts_sandbox.server import SandboxHTTPServer
 from tests.pipeline_support import SECRETS, leaks, run_pipeline, signatures
 from tests.sandbox_support import control, missing_from_union, running_sandbox
-from tests.test_target_support import TARGET_BIN, encode, new_emails, stream_messages
+from tests.target_support import TARGET_BIN, encode, new_emails, stream_messages
 
 
 def test_the_scan_finds_what_it_looks_for():

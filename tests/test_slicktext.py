@@ -348,7 +348,8 @@ def test_full_read_converts_pacific_and_puts_the_repeated_hour_in_its_first_pass
     for record in records:
         actual = truth[record["id"]].replace(microsecond=0)
         if second_pass(actual):
-            # Only a naive wall time reaches the client: 6.3 takes the first pass.
+            # Only a naive wall time reaches the client: slicktext.md, 'Repeated hour', takes the
+            # first pass.
             passes["second"] += 1
             assert record["optOutDate"] == to_rfc3339(actual - timedelta(hours=1))
         else:
@@ -369,7 +370,7 @@ def test_incremental_run_with_bookmark_inside_the_repeated_hour_misses_nothing(s
     # Anything more can only be a repeated-hour row read again.
     assert all(is_ambiguous_pacific(truth[i]) for i in set(got) - due)
     # Second-pass rows whose wall time reads as before the bookmark take their real instant;
-    # the others read as the first pass (6.3).
+    # the others read as the first pass (slicktext.md, 'Repeated hour').
     later = {i: t for i, t in truth.items() if t >= bookmark and second_pass(t)}
     real = {i for i, t in later.items() if t - timedelta(hours=1) < bookmark}
     assert real and set(later) - real

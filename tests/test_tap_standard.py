@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
-import atexit
 from collections import Counter
+from collections.abc import Iterator
 
+import pytest
 from singer_sdk.testing import SuiteConfig, get_tap_test_class
 
+from optouts_sandbox.server import SandboxHTTPServer
 from tap_optouts.tap import TapOptouts
-from tests.sandbox_support import run_cli, running_sandbox, tap_config
+from tests.sandbox_support import PendingServer, repoint, run_cli, running_sandbox, tap_config
 
-# The standard suite needs its config when the class is built: one sandbox for this module.
-_context = running_sandbox(size=300)
-_server = _context.__enter__()
-atexit.register(_context.__exit__, None, None, None)
+# The standard suite takes its config when the class is built: it is built for a pending
+# sandbox, which `server` starts for this module and points the config at.
+_CONFIG = tap_config(PendingServer())
+
+
+@pytest.fixture(scope="module", autouse=True)
+def server() -> Iterator[SandboxHTTPServer]:
+    with running_sandbox(size=300) as running:
+        repoint(_CONFIG, running.url)
+        yield running
 
 
 def _every_stream_selected(config: dict) -> dict:
@@ -30,9 +38,9 @@ def _every_stream_selected(config: dict) -> dict:
 
 TestTapOptouts = get_tap_test_class(
     tap_class=TapOptouts,
-    config=tap_config(_server),
+    config=_CONFIG,
     suite_config=SuiteConfig(max_records_limit=500),
-    catalog=_every_stream_selected(tap_config(_server)),
+    catalog=_every_stream_selected(_CONFIG),
 )
 
 PRIMARY_KEYS = {
@@ -42,8 +50,8 @@ PRIMARY_KEYS = {
 }
 
 
-def test_full_sync_primary_keys_unique_and_state_per_partition(tmp_path):
-    config = tap_config(_server, checkmarket={"survey_ids": [1001, 1002]})
+def test_full_sync_primary_keys_unique_and_state_per_partition(server, tmp_path):
+    config = tap_config(server, checkmarket={"survey_ids": [1001, 1002]})
     run = run_cli("tap-optouts", config, tmp_path)
     assert run.returncode == 0, run.stderr
     for stream, keys in PRIMARY_KEYS.items():
@@ -62,8 +70,8 @@ def test_full_sync_primary_keys_unique_and_state_per_partition(tmp_path):
     assert bookmarks["slicktext_optouts"].get("replication_key_value")
 
 
-def test_bookmark_is_the_largest_value_seen_and_not_past_sync_start(tmp_path):
-    run = run_cli("tap-optouts", tap_config(_server, providers=("slicktext",)), tmp_path)
+def test_bookmark_is_the_largest_value_seen_and_not_past_sync_start(server, tmp_path):
+    run = run_cli("tap-optouts", tap_config(server, providers=("slicktext",)), tmp_path)
     assert run.returncode == 0, run.stderr
     values = [r["optOutDate"] for r in run.records("slicktext_optouts")]
     bookmark = run.last_state["bookmarks"]["slicktext_optouts"]["replication_key_value"]
@@ -76,9 +84,9 @@ def test_no_provider_configured_is_a_clear_error(tmp_path):
     assert "No provider is configured" in run.stderr
 
 
-def test_plain_http_to_a_remote_host_is_refused(tmp_path):
+def test_plain_http_to_a_remote_host_is_refused(server, tmp_path):
     config = tap_config(
-        _server, providers=("checkmarket",), checkmarket={"base_url": "http://example.com"}
+        server, providers=("checkmarket",), checkmarket={"base_url": "http://example.com"}
     )
     run = run_cli("tap-optouts", config, tmp_path)
     assert run.returncode != 0

@@ -10,7 +10,7 @@ import pytest
 from optouts_providers.optizmo import wire as optizmo_wire
 from target_optouts.target import TargetOptouts
 from tests.sandbox_support import control
-from tests.test_target_support import (
+from tests.target_support import (
     SECRETS,
     new_emails,
     new_phones,
@@ -141,7 +141,7 @@ def test_no_destination_is_a_clear_error_and_a_failed_process(tmp_path):
 def test_about_lists_the_settings(tmp_path):
     import subprocess
 
-    from tests.test_target_support import TARGET_BIN
+    from tests.target_support import TARGET_BIN
 
     result = subprocess.run(
         [str(TARGET_BIN), "--about", "--format", "json"],

@@ -8,7 +8,7 @@ import subprocess
 
 from optouts_sandbox import credentials as C
 from tests.sandbox_support import TAP_BIN, control, running_sandbox, tap_config
-from tests.test_target_support import run_cli, target_config
+from tests.target_support import run_cli, target_config
 
 
 def addresses(messages: list[dict], prefix: str) -> tuple[set[str], set[str]]:

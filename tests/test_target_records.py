@@ -6,7 +6,7 @@ import json
 
 from optouts_sandbox import credentials as C
 from tests.sandbox_support import control
-from tests.test_target_support import (
+from tests.target_support import (
     new_emails,
     new_phones,
     run_target,

@@ -22,7 +22,7 @@ from optouts_sandbox.server import Sandbox, SandboxHTTPServer
 from target_optouts.errors import ConfigurationError
 from target_optouts.target import TargetOptouts
 from tests.sandbox_support import control
-from tests.test_target_support import target_config
+from tests.target_support import target_config
 
 SERVER = SandboxHTTPServer(Sandbox(size=40))
 SERVER.start_in_thread()

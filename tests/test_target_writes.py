@@ -16,7 +16,7 @@ from target_optouts.normalize import OptOut
 from target_optouts.rejects import Rejects
 from target_optouts.writers import build_destinations
 from tests.sandbox_support import control, running_sandbox, slicktext_v2_settings
-from tests.test_target_support import (
+from tests.target_support import (
     new_emails,
     new_phones,
     run_target,

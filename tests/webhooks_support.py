@@ -19,7 +19,7 @@ import requests
 
 from optouts_sandbox.server import SandboxHTTPServer
 from tests.sandbox_support import BIN, PROVIDERS
-from tests.test_target_support import target_config
+from tests.target_support import target_config
 
 WEBHOOKS_BIN = BIN / "optouts-webhooks"
 TOKEN = "tok_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4"

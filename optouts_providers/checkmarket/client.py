@@ -1,4 +1,7 @@
-"""CheckMarket API v3 client: read the opt-out lists, add opt-outs (provider-apis.md 6.2)."""
+"""CheckMarket API v3 client: read the opt-out lists, add opt-outs.
+
+See docs/providers/checkmarket.md.
+"""
 
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ logger = logging.getLogger("optouts.checkmarket")
 
 
 class CheckMarketAuthenticator(APIKeyAuthenticator):
-    """Both keys on every request: `X-Master-Key` and `X-Key` (1.2)."""
+    """Both keys on every request: `X-Master-Key` and `X-Key` ('Authentication')."""
 
     def __init__(self, master_key: str, key: str) -> None:
         super().__init__(key=wire.MASTER_KEY_HEADER, value=master_key, location="header")
@@ -43,7 +46,7 @@ class CheckMarketAuthenticator(APIKeyAuthenticator):
 
 
 class NextLinkPaginator(BaseHATEOASPaginator):
-    """Follows `Links.Next.Href` until it is absent; never computes pages (6.2)."""
+    """Follows `Links.Next.Href` until it is absent; never computes pages ('Paging and order')."""
 
     def get_next_url(self, response: requests.Response) -> str | None:
         return wire.next_href(decode_json(response))
@@ -62,7 +65,7 @@ _MILLIS_Z = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 
 def record_timestamp(value: str) -> str:
     """`DateOptOut` as `to_rfc3339` writes it (fixed width, so strings compare like times).
-    The documented form `...SS.mmmZ` (1.3) is padded as text; anything else is parsed."""
+    The documented form `...SS.mmmZ` ('Time formats') is padded as text; anything else is parsed."""
     if _MILLIS_Z.fullmatch(value):
         return value[:-1] + "000Z"
     return to_rfc3339(wire.parse_datetime(value))
@@ -86,7 +89,8 @@ def _sample(value: Any) -> str:
 
 
 def to_e164(phone: str) -> str:
-    """A phone in E.164 when it parses as an international number; else as given (6.2)."""
+    """A phone in E.164 when it parses as an international number; else as given
+    ('Phone numbers')."""
     value = phone.strip()
     if _E164.fullmatch(value):
         return value  # already E.164: what parse-and-format would give back
@@ -224,7 +228,8 @@ class CheckMarketClient:
             ok=(400,),
         )
         if response.status_code == 400:
-            # The API refuses the whole batch for one bad address: split until isolated (6.2).
+            # The API refuses the whole batch for one bad address: split until isolated
+            # (checkmarket.md, 'Refused batches').
             if len(batch) == 1:
                 return WriteResult(rejected=[(batch[0][1], error_detail(response))])
             middle = len(batch) // 2

@@ -1,7 +1,7 @@
 """CheckMarket API v3 on the wire: paths, headers, the filter grammar, time formats, envelopes.
 
 The client and the sandbox both import this module, so they cannot drift apart
-(provider-apis.md 1.2-1.5, 5.2, 6.2).
+(see docs/providers/checkmarket.md).
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ ACCOUNT_LIST = 0
 MASTER_KEY_HEADER = "X-Master-Key"
 KEY_HEADER = "X-Key"
 DEFAULT_TOP = 25
-# Query options are accepted with and without the `$` prefix (1.4).
+# Query options are accepted with and without the `$` prefix (checkmarket.md, 'Query options').
 OPTIONS = ("top", "skip", "filter", "orderby", "select")
 ITEM_FIELDS = ("DateOptOut", "LangCode", "ContactId", "FirstName", "LastName", "Email")
-# [I] Sandbox extension: phone-only opt-outs carry their number (1.4: phone fields not seen).
+# Sandbox extension: phone-only opt-outs carry their number (checkmarket.md, 'Reading opt-outs').
 PHONE_FIELD = "PhoneNumber"
 EMAILS_KEY = "EmailAddresses"
 PHONES_KEY = "PhoneNumbers"
@@ -41,9 +41,9 @@ def optouts_path(survey_id: int | None = None) -> str:
     return SURVEY_OPTOUTS_PATH.format(survey_id=int(survey_id))
 
 
-# -- time formats (1.3) -------------------------------------------------------------------
+# -- time formats (checkmarket.md, 'Time formats') ------------------------------------------
 def format_datetime_literal(value: datetime) -> str:
-    """`YYYY-MM-DDTHH:MM:SS` in UTC: the text inside a filter's `DateTime'...'` (6.2)."""
+    """`YYYY-MM-DDTHH:MM:SS` in UTC: the text inside a filter's `DateTime'...'` ('Time formats')."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
@@ -64,7 +64,7 @@ def parse_datetime(value: str) -> datetime:
     return parse_timestamp(value)
 
 
-# -- the filter grammar (1.4, 5.2) ----------------------------------------------------------
+# -- the filter grammar (checkmarket.md, 'Filter syntax') -----------------------------------
 class FilterError(ValueError):
     """A filter expression that does not parse or does not fit the data."""
 
@@ -114,7 +114,7 @@ def _compare(actual: Any, op: str, expected: Literal) -> bool:
 
 @dataclass(frozen=True)
 class Filter:
-    """Comparisons joined by `and`/`or`; `and` binds tighter (no parentheses, as in 5.2).
+    """Comparisons joined by `and`/`or`; `and` binds tighter (no parentheses: 'Filter syntax').
 
     `groups` is the disjunction of conjunctions: [[a, b], [c]] means `a and b or c`.
     """
@@ -169,7 +169,7 @@ def build_filter(*groups: Sequence[tuple[str, str, Literal]]) -> str:
 
 
 def window_filter(start: datetime, end: datetime) -> str:
-    """`DateOptOut ge DateTime'{start}' and DateOptOut lt DateTime'{end}'` (6.2)."""
+    """`DateOptOut ge DateTime'{start}' and DateOptOut lt DateTime'{end}'`."""
     return build_filter([("DateOptOut", "ge", start), ("DateOptOut", "lt", end)])
 
 
@@ -232,7 +232,7 @@ def _tokens(text: str) -> Iterator[tuple[str, Any]]:
 
 # -- other query options --------------------------------------------------------------------
 def option(query: Mapping[str, Sequence[str]], name: str) -> str | None:
-    """The value of option `name`, sent as `$name` or `name` (1.4)."""
+    """The value of option `name`, sent as `$name` or `name` ('Query options')."""
     for key in (f"${name}", name):
         if key in query:
             return query[key][0]
@@ -261,7 +261,7 @@ def parse_select(text: str) -> list[str]:
 
 
 def query_string(options: Mapping[str, Any]) -> str:
-    """`$name=value&...` with values percent-encoded, as in the vendor's next links (1.4)."""
+    """`$name=value&...` with values percent-encoded, as in the vendor's next links."""
     return "&".join(
         f"${name}={quote(str(value), safe=chr(39))}"
         for name, value in options.items()
@@ -269,7 +269,7 @@ def query_string(options: Mapping[str, Any]) -> str:
     )
 
 
-# -- envelopes (1.3) -------------------------------------------------------------------------
+# -- envelopes (checkmarket.md, 'Envelope') -------------------------------------------------
 def link(href: str, method: str = "GET") -> dict[str, str]:
     return {"Href": href, "Method": method}
 
@@ -286,7 +286,7 @@ def envelope(
     if paging:
         meta.update(paging)
     meta["Timestamp"] = format_meta_timestamp(timestamp)
-    if "IsFiltered" in meta:  # the vendor's field order (1.3)
+    if "IsFiltered" in meta:  # the vendor's field order
         meta["IsFiltered"] = meta.pop("IsFiltered")
     body: dict[str, Any] = {"Meta": meta, "Data": data}
     if links is not None:
@@ -323,7 +323,7 @@ def optouts_body(emails: Sequence[str], phones: Sequence[str]) -> dict[str, list
 
 
 def added_counts(body: Any) -> tuple[int, int]:
-    """(emails added, phones added) from a POST opt-outs answer (6.2)."""
+    """(emails added, phones added) from a POST opt-outs answer ('Adding opt-outs')."""
     data = body.get("Data") if isinstance(body, dict) else None
     if not isinstance(data, dict):
         raise ValueError("opt-out answer without a Data object")
@@ -332,7 +332,7 @@ def added_counts(body: Any) -> tuple[int, int]:
 
 # -- reading answers -------------------------------------------------------------------------
 def error_message(body: Any) -> str | None:
-    """`Data.ErrorMessage`, or `Data` when it is a plain string (1.3)."""
+    """`Data.ErrorMessage`, or `Data` when it is a plain string ('Errors')."""
     if not isinstance(body, dict):
         return None
     data = body.get("Data")
@@ -359,8 +359,8 @@ def next_href(body: Any) -> str | None:
 
 def link_path(href: str) -> str:
     """The API path and query of a link, from its `3/` segment on, without scheme or host:
-    the part a client resolves against its own base URL (6.1: the vendor sample points at a
-    legacy host)."""
+    the part a client resolves against its own base URL (checkmarket.md, 'Next links': the
+    vendor sample points at a legacy host)."""
     parts = urlsplit(href)
     segments = parts.path.split("/")
     if API_VERSION in segments:

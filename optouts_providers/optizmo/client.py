@@ -1,7 +1,7 @@
 """OptizmoClient: SUPPRESS list downloads (CSV or ZIP, streamed), collect, bulk upload.
 
-provider-apis.md 3.2-3.6 and 6.4. Download and upload links are pre-signed storage URLs and
-are fetched without any credential (6.1).
+See docs/providers/optizmo.md. Download and upload links are pre-signed storage URLs and are
+fetched without any credential ('Pre-signed links').
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ RECORD_FIELDS = ("plain", "hashed", "timestamp", *wire.CAMPAIGN_FILE_COLUMNS, "i
 
 
 class OptizmoImportError(ProviderError):
-    """A bulk import ended `failed` or `removed` (3.5); names its import reference."""
+    """A bulk import ended `failed` or `removed` ('Bulk upload'); names its import reference."""
 
     def __init__(self, *args: Any, reference: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -95,7 +95,7 @@ class OptizmoClient:
             )
 
         self.session = session(base_url)
-        # The collect app is a second configured host: it gets the credential too (3.6).
+        # The collect app is a second configured host: it gets the credential too ('Hosts').
         self.collect_session = session(collect_base_url)
         # Pre-signed storage links: no credential, and not paced by the API's rate window.
         self.storage = ProviderSession(
@@ -284,7 +284,7 @@ class OptizmoClient:
     def _wait_for_file(
         self, link: str, interval: float, timeout: float, progress: Transfer | None = None
     ) -> requests.Response:
-        """3.3: the link answers 404 until the file is ready. Poll with growing waits."""
+        """'The download link': it answers 404 until the file is ready. Poll with growing waits."""
         deadline = time.monotonic() + timeout
         wait = max(interval, 0.01)
         polls = 0
@@ -333,7 +333,7 @@ class OptizmoClient:
 
     # -- write ----------------------------------------------------------------------------
     def collect(self, list_id: str, *, email: str | None = None, sms: str | None = None) -> None:
-        """3.6: one opt-out into an email list (`email`) or an SMS list (`sms`)."""
+        """'Collect': one opt-out into an email list (`email`) or an SMS list (`sms`)."""
         if (email is None) == (sms is None):
             raise ValueError("collect takes exactly one of email or sms")
         body = {"optoutListId": list_id}
@@ -351,7 +351,7 @@ class OptizmoClient:
         timeout_seconds: float = 900.0,
         poll_interval_seconds: float = 2.0,
     ) -> WriteResult:
-        """3.4-3.5: spool `lines` (emails or MD5s) to a file, upload it, wait for the import.
+        """'Bulk upload': spool `lines` (emails or MD5s) to a file, upload it, wait for the import.
 
         Optizmo reports only how many lines were malformed. Lines the client itself finds
         malformed (same rule as `wire.valid_upload_entry`) are named in `rejected`, up to
@@ -402,8 +402,8 @@ class OptizmoClient:
         upload_timeout_seconds: float = 900.0,
         poll_interval_seconds: float = 2.0,
     ) -> WriteResult:
-        """6.4: emails one by one via collect up to `bulk_threshold`, bulk above it; MD5s
-        always in bulk (collect cannot carry them); SMS numbers via collect."""
+        """'Collect or bulk': emails one by one via collect up to `bulk_threshold`, bulk above
+        it; MD5s always in bulk (collect cannot carry them); SMS numbers via collect."""
         if channel not in ("email", "sms"):
             raise ValueError(f"channel must be 'email' or 'sms', not {channel!r}")
         unique = list(dict.fromkeys(wire.normalize(v) for v in values if v and v.strip()))
@@ -632,8 +632,9 @@ def _csv_texts(
     *,
     what: str = "the file",
 ) -> Iterator[io.TextIOWrapper]:
-    """6.4: a plain CSV, or a ZIP of CSVs told apart by its first bytes; text streams whose
-    physical lines are capped at MAX_LINE_BYTES (`what` names the file in that error)."""
+    """'The download file': a plain CSV, or a ZIP of CSVs told apart by its first bytes; text
+    streams whose physical lines are capped at MAX_LINE_BYTES (`what` names the file in that
+    error)."""
     chunks = _chunks(response, link, progress)
     head = b""
     for chunk in chunks:
@@ -796,7 +797,7 @@ def _activity_record(row: list[str], positions: dict[str, int], link: str) -> di
 
 
 def _timestamp(raw: str, link: str) -> str:
-    """6.4: UTC `YYYY-MM-DD HH:MM:SS` or RFC 3339, as `to_rfc3339` writes it."""
+    """'Time zone': UTC `YYYY-MM-DD HH:MM:SS` or RFC 3339, as `to_rfc3339` writes it."""
     try:
         value = datetime.fromisoformat(raw) if raw else None
         if (

@@ -1,6 +1,6 @@
 """Optizmo SUPPRESS and collect wire format, shared by the client and the sandbox emulator.
 
-provider-apis.md 3.2-3.6 (vendor facts) and 6.4 (project decisions).
+Vendor facts and project decisions: docs/providers/optizmo.md.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ PREPARE_UPLOAD = "optout-list/prepare-upload"
 UPLOAD_STATUS = "optout-list/upload-status/{ref}"
 COLLECT = "client-optout/collect"
 
-# Request columns (3.3). `campaign` expands to three file columns.
+# Request columns ('Preparing a download'). `campaign` expands to three file columns.
 COLUMNS = ("plain", "hashed", "timestamp", "campaign", "ip")
 DEFAULT_COLUMNS = ("plain", "hashed", "timestamp")
 ALWAYS_COLUMNS = ("hashed", "timestamp")
@@ -38,10 +38,10 @@ STATUS_FAILED = "failed"
 STATUS_REMOVED = "removed"
 TERMINAL_STATUSES = frozenset({STATUS_SUCCESS, STATUS_FAILED, STATUS_REMOVED})
 
-# 3.4: the upload file must not exceed 5 GB.
+# 'Bulk upload': the upload file must not exceed 5 GB.
 MAX_UPLOAD_BYTES = 5 * 1024**3
 
-# 3.2: header names; the reset semantics are unknown ("auto" guesses by magnitude).
+# 'Rate limits': header names; the reset semantics are unknown ("auto" guesses by magnitude).
 RATE_LIMIT = "x-rate-limit-limit"
 RATE_REMAINING = "x-rate-limit-remaining"
 RATE_RESET = "x-rate-limit-reset"
@@ -54,10 +54,10 @@ def rate_headers(reset: str = "auto") -> RateHeaders:
     return RateHeaders(RATE_LIMIT, RATE_REMAINING, RATE_RESET, RESET_SEMANTICS[reset])
 
 
-# 6.4: where prepare-download's answer keeps the link (the field name is undocumented, 3.3).
+# 'The download link': where prepare-download's answer keeps it (the field is undocumented).
 DOWNLOAD_LINK_FIELDS = ("downloadUrl", "url", "link", "downloadLink", "download_link")
 
-# Timestamps in the file: UTC `YYYY-MM-DD HH:MM:SS` (3.3 leaves the zone open; 6.4 says UTC).
+# Timestamps in the file: UTC `YYYY-MM-DD HH:MM:SS` ('Time zone').
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
 DATE_FORMAT = "%Y-%m-%d"
 
@@ -73,7 +73,7 @@ SMS_RE = re.compile(r"^[0-9]{8,15}$")
 
 
 def normalize(value: str) -> str:
-    """OZ-MD5 (3.3): values are trimmed and lowercased before hashing and export."""
+    """'Hashes': values are trimmed and lowercased before hashing and export."""
     return value.strip().lower()
 
 
@@ -95,12 +95,12 @@ def is_sms(value: str) -> bool:
 
 
 def sms_digits(number: str) -> str:
-    """3.6: collect takes SMS numbers as digits with the country code and no '+'."""
+    """'Collect': collect takes SMS numbers as digits with the country code and no '+'."""
     return re.sub(r"\D", "", number)
 
 
 def valid_upload_entry(line: str, kind: str = "email") -> bool:
-    """3.4: an upload line is a plain email (a number on SMS lists) or a 32-hex MD5."""
+    """'Bulk upload': an upload line is a plain email (a number on SMS lists) or a 32-hex MD5."""
     value = normalize(line)
     if is_md5(value):
         return True
@@ -108,7 +108,7 @@ def valid_upload_entry(line: str, kind: str = "email") -> bool:
 
 
 def upload_line(value: str) -> bytes:
-    """One line of an upload file (3.4): the normalized value and `\\n`."""
+    """One line of an upload file ('Bulk upload'): the normalized value and `\\n`."""
     return (normalize(value) + "\n").encode("utf-8")
 
 
@@ -131,7 +131,8 @@ def date_range(start: datetime, end: datetime) -> dict[str, str]:
 
 
 def domain_list(domain_filter: str | None) -> list[str]:
-    """3.3: `domainFilter` is comma-separated root domains; spaces are tolerated."""
+    """'Preparing a download': `domainFilter` is comma-separated root domains; spaces are
+    tolerated."""
     if not domain_filter:
         return []
     return [d.strip().lower().lstrip(".") for d in re.split(r"[,\s]+", domain_filter) if d.strip()]
@@ -143,7 +144,7 @@ def domain_matches(email: str, domains: list[str]) -> bool:
 
 
 def find_download_link(body: Any) -> str | None:
-    """6.4: the link is `downloadUrl`, else `url`, `link`, `downloadLink`, `download_link`,
+    """'The download link': `downloadUrl`, else `url`, `link`, `downloadLink`, `download_link`,
     else the first http(s) string anywhere in the body."""
     if isinstance(body, Mapping):
         for name in DOWNLOAD_LINK_FIELDS:

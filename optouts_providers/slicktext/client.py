@@ -1,7 +1,7 @@
 """SlickText clients: the legacy API (HTTP Basic) and the new API (Bearer, brand-scoped).
 
 Both read `slicktext_optouts` records for a window [start, end) and opt numbers out
-(provider-apis.md 2.1, 2.2, 6.3).
+(see docs/providers/slicktext.md).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class _ItemsPaginator(OffsetPaginator):
 
 
 class _LegacyPaginator(_ItemsPaginator):
-    """Until offset >= meta.total or an empty page (2.1: there is no next link)."""
+    """Until offset >= meta.total or an empty page ('Legacy paging': no next link)."""
 
     def _items(self, response: requests.Response) -> list[dict[str, Any]]:
         return read_answer(response, wire.legacy_page)[0]
@@ -74,7 +74,7 @@ class _LegacyPaginator(_ItemsPaginator):
 
 
 class _V2Paginator(_ItemsPaginator):
-    """Until `pagingData.hasMore` is false or a short page (2.2: the page fields may be null)."""
+    """Until `pagingData.hasMore` is false or a short page ('New-API paging')."""
 
     def _items(self, response: requests.Response) -> list[dict[str, Any]]:
         return read_answer(response, wire.v2_page)[0]
@@ -123,7 +123,7 @@ class SlickTextLegacyClient:
 
     def iter_optouts(self, start: datetime, end: datetime) -> Iterator[dict[str, Any]]:
         """Opt-outs in [start, end). The API's bounds are inclusive Pacific wall times
-        (6.3), so the query is a little wider and the window is applied here."""
+        ('Repeated hour'), so the query is a little wider and the window is applied here."""
         params = {
             wire.OPTED_OUT_AFTER: wire.lower_bound(start),
             wire.OPTED_OUT_BEFORE: wire.upper_bound(end),
@@ -174,7 +174,7 @@ class SlickTextLegacyClient:
 
 class SlickTextV2Client:
     """The new API: brand-scoped contacts; an opt-out is a contact whose `opt_in_status` is
-    `unsubscribed` or `blocked` (2.2, 6.3). Paced below the rate limit."""
+    `unsubscribed` or `blocked` ('New-API reading'). Paced below the rate limit."""
 
     provider = wire.V2_PROVIDER
 
@@ -245,7 +245,8 @@ class SlickTextV2Client:
 
     def iter_optouts(self, start: datetime, end: datetime) -> Iterator[dict[str, Any]]:
         """Unsubscribed, then blocked contacts whose status changed in [start, end). The API
-        has no date filter (2.2): every opted-out contact is read, the window applied here."""
+        has no date filter ('New-API reading'): every opted-out contact is read, the window
+        applied here."""
         window = (to_rfc3339(start), to_rfc3339(end))
         endpoint = "/" + wire.brand_contacts_path(self.brand_id)
         for status in wire.OPTED_OUT_STATUSES:
@@ -256,7 +257,8 @@ class SlickTextV2Client:
 
     def optout_numbers(self, numbers: list[str]) -> WriteResult:
         """One pass over the brand's contacts maps numbers to contacts; then `PUT` the known
-        ones to `unsubscribed` and `POST` the others as new unsubscribed contacts (6.3)."""
+        ones to `unsubscribed` and `POST` the others as new unsubscribed contacts
+        ('New-API writes')."""
         unique, repeats = _unique(numbers)
         result = WriteResult(already_present=repeats)
         if not unique:

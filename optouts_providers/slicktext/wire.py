@@ -1,7 +1,7 @@
 """SlickText wire format, shared by the clients and the sandbox emulators.
 
-Legacy API (provider-apis.md 2.1) and new API (2.2); project decisions in 6.3. Both APIs
-speak naive Pacific `YYYY-MM-DD HH:MM:SS`; records carry RFC 3339 UTC (6.1).
+Both APIs (see docs/providers/slicktext.md) speak naive Pacific `YYYY-MM-DD HH:MM:SS`; records
+carry RFC 3339 UTC ('Pacific time').
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ V2_DEFAULT_LIMIT = 50
 # -- legacy API paths and fields ---------------------------------------------------------
 OPTOUTS_PATH = "optouts"
 LEGACY_CONTACTS_PATH = "contacts"
-DEFAULT_OPTOUT_ACTION = "OPTOUT"  # inferred, not documented (2.1): keep it a setting
+DEFAULT_OPTOUT_ACTION = "OPTOUT"  # inferred ('Legacy writes'): keep it a setting
 OPTED_OUT_AFTER = "optedOutAfter"
 OPTED_OUT_BEFORE = "optedOutBefore"
 SUBSCRIBED_AFTER = "subscribedAfter"
@@ -99,7 +99,7 @@ RATE_HEADERS = RateHeaders(
     limit="x-RateLimit",
     remaining="x-RateLimit-Remaining",
     reset="x-RateLimit-Reset",
-    reset_is_epoch=False,  # seconds until the window resets (2.2)
+    reset_is_epoch=False,  # seconds until the window resets ('Rate limits')
 )
 DEFAULT_REQUESTS_PER_SECOND = 8.0
 
@@ -134,8 +134,8 @@ def pacific_instants(wall: str) -> tuple[datetime, datetime]:
 def pacific_in_window(wall: str, start: datetime, end: datetime) -> datetime:
     """UTC instant of a Pacific wall time read for the window [start, end).
 
-    An ambiguous time maps to the earlier instant (6.3), unless only the later one lies in
-    the window: then the row can only be an opt-out from the repeated hour's second pass,
+    An ambiguous time maps to the earlier instant ('Repeated hour'), unless only the later one
+    lies in the window: then the row can only be an opt-out from the repeated hour's second pass,
     which the earlier mapping would drop as older than the bookmark.
     """
     early, late = pacific_instants(wall)
@@ -146,7 +146,7 @@ def pacific_in_window(wall: str, start: datetime, end: datetime) -> datetime:
 
 def lower_bound(start: datetime) -> str:
     """`optedOutAfter` for an inclusive window start: floored to the second, and one hour
-    earlier when the start is in the repeated hour (the API compares wall times, 6.3)."""
+    earlier when the start is in the repeated hour (the API compares wall times)."""
     bound = start.astimezone(UTC).replace(microsecond=0)
     return _wall_shift(bound, -1 if is_ambiguous_pacific(bound) else 0)
 
@@ -292,7 +292,7 @@ def legacy_record(item: dict[str, Any], start: datetime, end: datetime) -> dict[
 
 def contact_opt_out_wall(contact: dict[str, Any]) -> str | None:
     """When a new-API contact opted out. `last_opt_in_status_change` may be null on imported
-    contacts (2.2): then the last update, then the creation time."""
+    contacts ('New-API reading'): then the last update, then the creation time."""
     for key in ("last_opt_in_status_change", "last_updated", "created"):
         if contact.get(key):
             return str(contact[key])
@@ -300,7 +300,7 @@ def contact_opt_out_wall(contact: dict[str, Any]) -> str | None:
 
 
 def v2_record(contact: dict[str, Any], start: datetime, end: datetime) -> dict[str, Any]:
-    """A new-API contact (unsubscribed or blocked) as a `slicktext_optouts` record (6.3)."""
+    """A new-API contact (unsubscribed or blocked) as a `slicktext_optouts` record."""
     return {
         "id": str(contact["contact_id"]),
         "number": contact.get("mobile_number"),
@@ -356,7 +356,7 @@ def v2_paging_data(offset: int, limit: int, returned: int, total: int) -> dict[s
 
 
 def brand_id_from(body: Any) -> int | None:
-    """`GET brands` answers one object with `brand_id` (2.2); accept a `data` wrapper too."""
+    """`GET brands` answers one object with `brand_id`; accept a `data` wrapper too."""
     if isinstance(body, dict) and "data" in body and "brand_id" not in body:
         body = body["data"]
     if isinstance(body, list):

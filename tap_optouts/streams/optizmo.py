@@ -1,4 +1,5 @@
-"""optizmo_optouts: one partition per configured opt-out list (provider-apis.md 6.4);
+"""optizmo_optouts: one partition per configured opt-out list (docs/providers/optizmo.md,
+'The download file');
 optizmo_download_activity: which affiliates downloaded which list, when (not selected by
 default: it is a compliance report, not opt-outs; docs/providers/optizmo.md)."""
 

@@ -1,4 +1,7 @@
-"""The `slicktext_optouts` stream: one stream for both SlickText APIs (provider-apis.md 6.3)."""
+"""The `slicktext_optouts` stream: one stream for both SlickText APIs.
+
+See docs/providers/slicktext.md, 'Two APIs'.
+"""
 
 from __future__ import annotations
 

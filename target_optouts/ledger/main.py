@@ -74,7 +74,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "reconcile":
             return reconcile(args)
         ledger = open_ledger(settings(args), create=False)
-    except (LedgerError, LedgerUnavailable, OSError, ValueError) as exc:
+    except LedgerUnavailable as exc:
+        # Nothing recorded yet: a report of nothing (a job's report step must not fail on a
+        # first run or a ledger turned off); a trail has nothing to show.
+        print(f"optouts-ledger: {exc}: nothing is recorded yet", file=sys.stderr)
+        return 0 if args.command == "report" else 1
+    except (LedgerError, OSError, ValueError) as exc:
         print(f"optouts-ledger: {exc}", file=sys.stderr)
         return 1
     if ledger is None:
