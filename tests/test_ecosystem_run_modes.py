@@ -77,13 +77,15 @@ def test_meltano_config_test_passes_for_the_tap(tmp_path):
 
 
 # Meltano 4.4.1's loader test terminates the loader after it has exited (ProcessLookupError),
-# so `meltano config test <loader>` fails for every loader. Strict: on a Meltano of this
-# version that passes, the mark must go; on a later Meltano the test runs as any other.
+# so `meltano config test <loader>` fails for a loader that exits at once, as this one does.
+# It is a race: on a loaded machine the loader is now and then still running when Meltano
+# terminates it, and the command passes; so the mark is not strict (a strict one failed CI at
+# random). On a later Meltano the condition is false and the test runs as any other.
 @pytest.mark.xfail(
     meltano_version() <= (4, 4, 1),
     reason="Meltano <= 4.4.1: `meltano config test <loader>` raises ProcessLookupError",
     raises=AssertionError,
-    strict=True,
+    strict=False,
 )
 def test_meltano_config_test_passes_for_the_target(tmp_path):
     """`meltano config test target-optouts`: the target takes Meltano's test stream (its

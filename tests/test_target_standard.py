@@ -2,14 +2,13 @@
 
 The suite's inputs are generic records (a few carry an `email`): records without an address
 are rejected and counted, never a crash. The suite's config is fixed when the class is built,
-so the sandbox starts at import and stops when the module's tests are done. The SDK's
-multiple-STATE input (its test is switched off in the suite) is checked here with this
-target's rule: every new STATE is relayed once what precedes it is written.
+so it is built for a pending sandbox, which a fixture starts for the module and points it at.
+The SDK's multiple-STATE input (its test is switched off in the suite) is checked here with
+this target's rule: every new STATE is relayed once what precedes it is written.
 """
 
 from __future__ import annotations
 
-import atexit
 import importlib.resources
 import json
 from collections.abc import Iterator
@@ -21,23 +20,22 @@ from singer_sdk.testing.runners import TargetTestRunner
 from optouts_sandbox.server import Sandbox, SandboxHTTPServer
 from target_optouts.errors import ConfigurationError
 from target_optouts.target import TargetOptouts
-from tests.sandbox_support import control
+from tests.sandbox_support import PendingServer, control, repoint, serving
 from tests.target_support import target_config
 
-SERVER = SandboxHTTPServer(Sandbox(size=40))
-SERVER.start_in_thread()
+_CONFIG = target_config(PendingServer())
 
 
-def _stop() -> None:
-    SERVER.shutdown()
-    SERVER.server_close()
+@pytest.fixture(scope="module", autouse=True)
+def server() -> Iterator[SandboxHTTPServer]:
+    with serving(Sandbox(size=40)) as running:
+        repoint(_CONFIG, running.url)
+        yield running
 
-
-atexit.register(_stop)
 
 StandardTargetTests = get_target_test_class(
     TargetOptouts,
-    config=target_config(SERVER),
+    config=_CONFIG,
     custom_suites=[],
 )
 
@@ -65,7 +63,7 @@ class TestTargetOptouts(StandardTargetTests):  # type: ignore[misc, valid-type]
 def _rejects(name: str) -> dict:
     """The input summary of the target after one of the SDK's input files."""
     path = importlib.resources.files(target_test_streams) / f"{name}.singer"
-    target = TargetOptouts(config=target_config(SERVER))
+    target = TargetOptouts(config=_CONFIG)
     with path.open() as lines:
         target.process_lines(lines)
     target.process_endofpipe()
@@ -73,14 +71,7 @@ def _rejects(name: str) -> dict:
     return target.summary["input"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _sandbox_lifetime() -> Iterator[None]:
-    yield
-    atexit.unregister(_stop)
-    _stop()
-
-
-def test_every_state_of_the_sdk_input_is_relayed_in_order():
+def test_every_state_of_the_sdk_input_is_relayed_in_order(server):
     """The SDK's multiple-STATE input: this target drains on each new STATE, so every one is
     relayed (the SDK's own expectation, three of five, assumes draining only when full)."""
     path = importlib.resources.files(target_test_streams) / "multiple_state_messages.singer"
@@ -89,7 +80,7 @@ def test_every_state_of_the_sdk_input_is_relayed_in_order():
         for line in path.read_text().splitlines()
         if json.loads(line)["type"] == "STATE"
     ]
-    runner = TargetTestRunner(TargetOptouts, config=target_config(SERVER), input_filepath=path)
+    runner = TargetTestRunner(TargetOptouts, config=target_config(server), input_filepath=path)
 
     runner.sync_all()
 
@@ -97,7 +88,7 @@ def test_every_state_of_the_sdk_input_is_relayed_in_order():
     assert len(expected) == 5
 
 
-def test_standard_inputs_reached_the_sandbox():
+def test_standard_inputs_reached_the_sandbox(server):
     """pk_updates carries two emails: they must be at CheckMarket after the suite."""
-    emails = set(control(SERVER, "inspect")["checkmarket"]["emails"])
+    emails = set(control(server, "inspect")["checkmarket"]["emails"])
     assert {"alice@example.com", "bob@example.com"} <= emails
