@@ -12,13 +12,15 @@ optouts-providers straight from the repository (neither is on PyPI).
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# The SDK's own settings (kept in hub/, left out of the README tables) and `--about`: one copy.
+from settings_tables import SDK_SETTINGS, about
 
 ROOT = Path(__file__).resolve().parent.parent
 HUB = ROOT / "hub"
@@ -37,23 +39,6 @@ PLUGINS = {
 NEEDS = {"optouts-webhooks": ("target-optouts",)}
 SHARED = "optouts-providers"
 KEYWORDS = ["meltano", "meltano_sdk", "singer", "opt-out", "checkmarket", "slicktext", "optizmo"]
-# The SDK's own settings, the same in every SDK plugin (listed by --about, kept in hub/).
-SDK_SETTINGS = {
-    "stream_maps",
-    "stream_map_config",
-    "faker_config",
-    "flattening_enabled",
-    "flattening_max_depth",
-    "flattening_max_key_length",
-    "flattening_separator",
-    "batch_config",
-    "add_record_metadata",
-    "load_method",
-    "batch_size_rows",
-    "validate_records",
-    "activate_version",
-    "hard_delete",
-}
 # Meltano 4.4.1 casts a `decimal` setting given as a string (an environment variable, `.env`)
 # to a Decimal, which it then cannot write into the plugin's JSON config (TypeError). Number
 # settings are therefore `integer`; a setting that takes a number or a numeric string (a
@@ -74,14 +59,6 @@ def pip_url(folder: str, needs: tuple[str, ...] = ()) -> str:
     return " ".join(
         f"git+{REPOSITORY}.git#subdirectory=packages/{name}" for name in (SHARED, *needs, folder)
     )
-
-
-def about(plugin: str) -> dict[str, Any]:
-    executable = Path(sys.executable).parent / plugin
-    output = subprocess.run(
-        [str(executable), "--about", "--format=json"], capture_output=True, check=True
-    ).stdout
-    return json.loads(output)
 
 
 def flatten(properties: dict[str, Any], prefix: str = "") -> list[tuple[str, dict[str, Any]]]:

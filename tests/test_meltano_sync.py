@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+import subprocess
 
 import pytest
 
 from optouts_sandbox.cli import summarize
 from tests.meltano_support import ensure_installed, free_port, meltano, sandbox_env
-from tests.sandbox_support import control, missing_from_union, running_sandbox
+from tests.sandbox_support import BIN, control, missing_from_union, running_sandbox
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -63,7 +64,10 @@ def test_sync_job_prints_holdings_before_and_after(synced, tmp_path):
     port = free_port()
     env = sandbox_env(tmp_path, f"http://127.0.0.1:{port}", port)
     result = meltano("run", "sync", env=env)
+    if result.returncode != 0:  # the job stopped before its own stop step
+        subprocess.run([str(BIN / "optouts-sandbox"), "stop", "--force"], env=env, check=False)
     assert result.returncode == 0, result.stderr[-4000:]
+    assert "ledger " in result.stderr and "holds  lacks" in result.stderr  # the report step
     output = result.stdout + result.stderr
     sections = re.split(r"opt-outs held by each provider (before|after):", output)
     assert len(sections) == 5, output[-3000:]

@@ -30,17 +30,8 @@ hub_spec.loader.exec_module(hub_definitions)
 
 PROJECT = yaml.safe_load((ROOT / "meltano.yml").read_text())
 PLUGIN_TYPES = ("extractors", "loaders", "mappers", "utilities")
-# Meltano 4.4.1 cannot pass a `decimal` setting set by an environment variable (it writes a
-# Decimal into the plugin's JSON config: TypeError), so number settings are `integer`, and one
-# that takes a number or a numeric string (a fractional rate) is `string`.
-KINDS = {
-    "integer": "integer",
-    "number": "integer",
-    "boolean": "boolean",
-    "array": "array",
-    "object": "object",
-    "string": "string",
-}
+# The Meltano kind of each JSON type (why numbers are `integer`: scripts/hub_definitions.py).
+KINDS = hub_definitions.KINDS
 SECRET_NAME = re.compile(
     r"(password|sqlalchemy_url|api_key|private_key|master_key|public_key|\.key)$"
 )

@@ -265,18 +265,14 @@ class LedgerSession:
         batch = self.batches.get(stream)
         if batch is None or not self.enabled:
             return
-        for kind, candidate in _candidates(value):
+        found = self._traced(batch, targets, value)
+        if found is None:
             for target in targets:
-                if target.kind != kind:
-                    continue
-                hi, lo = self.ledger.keys.of(kind, candidate)
-                dest_id = target.bit.bit_length() - 1
-                if self._sent(batch, dest_id, target.bit, hi, lo):
-                    batch.refused.setdefault(target.bit, []).append((hi, lo))
-                    batch.reasons.setdefault(dest_id, Counter())[reason[:200]] += 1
-                    return
-        for target in targets:
-            batch.withheld |= target.bit
+                batch.withheld |= target.bit
+            return
+        target, hi, lo = found
+        batch.refused.setdefault(target.bit, []).append((hi, lo))
+        batch.reasons.setdefault(target.bit.bit_length() - 1, Counter())[reason[:200]] += 1
 
     def already(self, stream: str, targets: list[Target], values: list[str]) -> None:
         """Addresses the provider answered it already held (where it tells per address)."""
@@ -284,19 +280,24 @@ class LedgerSession:
         if batch is None or not self.enabled:
             return
         for value in values:
-            for kind, candidate in _candidates(value):
-                found = False
-                for target in targets:
-                    if target.kind != kind:
-                        continue
-                    hi, lo = self.ledger.keys.of(kind, candidate)
-                    dest_id = target.bit.bit_length() - 1
-                    if self._sent(batch, dest_id, target.bit, hi, lo):
-                        batch.already.setdefault(dest_id, set()).add(hi)
-                        found = True
-                        break
-                if found:
-                    break
+            found = self._traced(batch, targets, value)
+            if found is not None:
+                target, hi, _lo = found
+                batch.already.setdefault(target.bit.bit_length() - 1, set()).add(hi)
+
+    def _traced(
+        self, batch: BatchState, targets: list[Target], value: str
+    ) -> tuple[Target, int, int] | None:
+        """The destination channel and key a value the provider named was sent as, in this
+        batch; None when it was none of them."""
+        for kind, candidate in _candidates(value):
+            for target in targets:
+                if target.kind != kind:
+                    continue
+                hi, lo = self.ledger.keys.of(kind, candidate)
+                if self._sent(batch, target.bit.bit_length() - 1, target.bit, hi, lo):
+                    return target, hi, lo
+        return None
 
     def _sent(self, batch: BatchState, dest_id: int, bit: int, hi: int, lo: int) -> bool:
         """Whether this batch sent the key to the destination (kept in memory, or stored)."""

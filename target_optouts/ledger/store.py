@@ -418,22 +418,7 @@ class Ledger:
                 )
             conn.exec_driver_sql(_PROMOTE_PG if self.postgres else _PROMOTE_SQLITE, (batch,))
             if evidence:
-                conn.execute(
-                    T.evidence.insert(),
-                    [
-                        {
-                            "run_id": run,
-                            "batch_id": batch,
-                            "destination_id": dest,
-                            "how": how,
-                            "at": now,
-                            "count": count,
-                            "answer": answer,
-                            "ids": ids,
-                        }
-                        for dest, how, count, answer, ids in evidence
-                    ],
-                )
+                _insert_evidence(conn, run, batch, now, evidence)
             conn.execute(T.batches.update().where(T.batches.c.id == batch).values(completed_at=now))
 
     def _settle_stored(
@@ -472,24 +457,8 @@ class Ledger:
         self, run: int, batch: int, rows: list[tuple[int, str, int, str | None, bytes]]
     ) -> None:
         """Evidence of a batch still open (it counts once the batch is completed)."""
-        now = time.time()
         with self._tx() as conn:
-            conn.execute(
-                T.evidence.insert(),
-                [
-                    {
-                        "run_id": run,
-                        "batch_id": batch,
-                        "destination_id": dest,
-                        "how": how,
-                        "at": now,
-                        "count": count,
-                        "answer": answer,
-                        "ids": ids,
-                    }
-                    for dest, how, count, answer, ids in rows
-                ],
-            )
+            _insert_evidence(conn, run, batch, time.time(), rows)
 
     def pending_in(self, hi: int, lo: int, batch: int, bit: int) -> bool:
         """Whether the key waits, in this batch, to be recorded held by the destination."""
@@ -602,6 +571,32 @@ class Ledger:
     def runs(self) -> list[Any]:
         with self._tx() as conn:
             return list(conn.execute(sa.select(T.runs).order_by(T.runs.c.id)))
+
+
+def _insert_evidence(
+    conn: Connection,
+    run: int,
+    batch: int,
+    now: float,
+    rows: list[tuple[int, str, int, str | None, bytes]],
+) -> None:
+    """Evidence rows of a batch: (destination id, how, count, answer, packed keys) each."""
+    conn.execute(
+        T.evidence.insert(),
+        [
+            {
+                "run_id": run,
+                "batch_id": batch,
+                "destination_id": dest,
+                "how": how,
+                "at": now,
+                "count": count,
+                "answer": answer,
+                "ids": ids,
+            }
+            for dest, how, count, answer, ids in rows
+        ],
+    )
 
 
 def _settled(query: Any) -> Any:
