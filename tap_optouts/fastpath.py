@@ -35,13 +35,15 @@ from uuid import uuid4
 import msgspec
 from singer_sdk import Stream
 from singer_sdk.contrib.msgspec import MsgSpecWriter
-from singer_sdk.helpers._batch import BatchFileFormat
 from singer_sdk.mapper import SameRecordTransform
 
+from tap_optouts.sdk import BatchFileFormat
+
 if t.TYPE_CHECKING:
-    from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig
     from singer_sdk.helpers.types import Context, Record
     from singer_sdk.singerlib.encoding.simple import Message
+
+    from tap_optouts.sdk import BaseBatchFileEncoding, BatchConfig
 
 _encoder = msgspec.json.Encoder()
 # Lines of a BATCH file are gathered and written this many at a time.

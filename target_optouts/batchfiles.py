@@ -15,12 +15,12 @@ from contextlib import ExitStack, contextmanager
 
 import msgspec
 from singer_sdk.contrib.msgspec import decoder
-from singer_sdk.helpers._batch import BaseBatchFileEncoding, StorageTarget
 
 from optouts_providers.redact import redact
 from target_optouts.errors import BatchFileError
 from target_optouts.lines import LineTooLong, TooLong, line_count, split_lines, whole_line_chunks
 from target_optouts.reader import StopReading
+from target_optouts.sdk import BaseBatchFileEncoding, StorageTarget
 
 # Bytes of a batch file read at a time.
 READ_BYTES = 1 << 20

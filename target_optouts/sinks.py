@@ -41,10 +41,10 @@ from target_optouts.normalize import (
 from target_optouts.validation import FastJSONSchemaValidator
 
 if t.TYPE_CHECKING:
-    from singer_sdk.helpers._batch import BaseBatchFileEncoding
     from singer_sdk.mapper import StreamMap
     from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
+    from target_optouts.sdk import BaseBatchFileEncoding
     from target_optouts.target import TargetOptouts
 
 # Opt-outs handed to the destinations at a time.
