@@ -236,6 +236,32 @@ def _now_seconds(now: datetime) -> datetime:
     return now.replace(microsecond=0)
 
 
+NO_SUCH_KEY = ("NoSuchKey", "The specified key does not exist.")
+NO_SUCH_UPLOAD = ("NoSuchUpload", "The specified upload does not exist.")
+
+
+def _signed_query(item: Download | ActivityExport | Import) -> str:
+    """A pre-signed URL's query: when it expires and its signature."""
+    return f"Expires={int(item.expires_at.timestamp())}&Signature={item.signature}"
+
+
+def _signed_refusal(
+    request: Request,
+    item: Download | ActivityExport | Import | None,
+    now: datetime,
+    missing: tuple[str, str],
+) -> Response | None:
+    """What the storage answers a pre-signed URL it does not take, as S3 does (an unknown
+    key, a signature that does not match, a link past its time); None when it takes it."""
+    if item is None:
+        return _s3_error(404, *missing)
+    if request.arg("Signature") != item.signature:
+        return _s3_error(403, "SignatureDoesNotMatch", "The signature does not match.")
+    if now >= item.expires_at:
+        return _s3_error(403, "AccessDenied", "Request has expired")
+    return None
+
+
 def _s3_error(status: int, code: str, message: str) -> Response:
     body = (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -488,27 +514,22 @@ class OptizmoEmulator(_OptizmoAuth):
             **spec,
         )
         self.downloads[token] = download
-        link = (
-            f"{request.base_url}/storage/downloads/{token}"
-            f"?Expires={int(download.expires_at.timestamp())}&Signature={download.signature}"
-        )
+        link = f"{request.base_url}/storage/downloads/{token}?{_signed_query(download)}"
         return json_response({self.switches.optizmo_download_field: link})
 
     def _storage_download(self, request: Request, token: str) -> Response:
         self._note_storage_credential(request)
         with self.lock:
             download = self.downloads.get(token)
-            if download is None:
-                return _s3_error(404, "NoSuchKey", "The specified key does not exist.")
-            if request.arg("Signature") != download.signature:
-                return _s3_error(403, "SignatureDoesNotMatch", "The signature does not match.")
             now = self.clock.now()
-            if now >= download.expires_at:
-                return _s3_error(403, "AccessDenied", "Request has expired")
+            refused = _signed_refusal(request, download, now, NO_SUCH_KEY)
+            if refused is not None:
+                return refused
+            assert download is not None
             if now < download.ready_at:
                 download.not_ready += 1
                 self.sandbox.count("optizmo download:not-ready")
-                return _s3_error(404, "NoSuchKey", "The specified key does not exist.")
+                return _s3_error(404, *NO_SUCH_KEY)
             lst = self.lists[download.list_id]
         fmt = "zip" if self.switches.download_format == "zip" else "csv"
         fault = self.file_fault or self.switches.optizmo_file_fault or None
@@ -603,10 +624,7 @@ class OptizmoEmulator(_OptizmoAuth):
             headers=headers,
         )
         self.activity_exports[token] = export
-        link = (
-            f"{request.base_url}/storage/activity/{token}"
-            f"?Expires={int(export.expires_at.timestamp())}&Signature={export.signature}"
-        )
+        link = f"{request.base_url}/storage/activity/{token}?{_signed_query(export)}"
         if answer == "json":
             return json_response({self.switches.optizmo_download_field: link})
         return Response(302, b"", {"Location": link})
@@ -615,16 +633,14 @@ class OptizmoEmulator(_OptizmoAuth):
         self._note_storage_credential(request)
         with self.lock:
             export = self.activity_exports.get(token)
-            if export is None:
-                return _s3_error(404, "NoSuchKey", "The specified key does not exist.")
-            if request.arg("Signature") != export.signature:
-                return _s3_error(403, "SignatureDoesNotMatch", "The signature does not match.")
             now = self.clock.now()
-            if now >= export.expires_at:
-                return _s3_error(403, "AccessDenied", "Request has expired")
+            refused = _signed_refusal(request, export, now, NO_SUCH_KEY)
+            if refused is not None:
+                return refused
+            assert export is not None
             if now < export.ready_at:
                 self.sandbox.count("optizmo activity:not-ready")
-                return _s3_error(404, "NoSuchKey", "The specified key does not exist.")
+                return _s3_error(404, *NO_SUCH_KEY)
         body = export.body
         if self.switches.truncate_downloads:
             return Response(200, [body[: len(body) // 2]], export.headers, content_length=len(body))
@@ -668,7 +684,7 @@ class OptizmoEmulator(_OptizmoAuth):
         self.uploads[imp.upload_id] = imp
         url = (
             f"{request.base_url}/storage/uploads/{imp.upload_id}?AWSAccessKeyId=SANDBOX"
-            f"&Expires={int(imp.expires_at.timestamp())}&Signature={imp.signature}"
+            f"&{_signed_query(imp)}"
         )
         return json_response({"uploadUrl": url, "importReference": imp.reference})
 
@@ -686,13 +702,11 @@ class OptizmoEmulator(_OptizmoAuth):
                 }
             )
             imp = self.uploads.get(upload_id)
-            if imp is None:
-                return _s3_error(404, "NoSuchUpload", "The specified upload does not exist.")
-            if request.arg("Signature") != imp.signature:
-                return _s3_error(403, "SignatureDoesNotMatch", "The signature does not match.")
             now = self.clock.now()
-            if now >= imp.expires_at:
-                return _s3_error(403, "AccessDenied", "Request has expired")
+            refused = _signed_refusal(request, imp, now, NO_SUCH_UPLOAD)
+            if refused is not None:
+                return refused
+            assert imp is not None
             if len(request.body) != imp.size:
                 return _s3_error(
                     400, "IncompleteBody", "The body length does not match fileContentLength."
