@@ -148,30 +148,25 @@ class OptizmoClient:
         consumed = 0
         download = Transfer(logger, "optizmo download", list=list_id)
         download.status("prepared")
-        for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
-            response = self._wait_for_file(
+
+        def fetch() -> requests.Response:
+            return self._wait_for_file(
                 link, poll_interval_seconds, download_timeout_seconds, download
             )
-            try:
-                # The link names one immutable file: after a cut-off, skip what was read.
-                rows = self._records(response, link, list_id, required, download)
-                for index, record in enumerate(rows):
-                    if index < consumed:
-                        continue
-                    consumed += 1
-                    if record is not None and low <= record["timestamp"] < high:
-                        yield record
-                download.status(
-                    "done", bytes=download.bytes, rows=consumed, seconds=download.elapsed()
-                )
-                return
-            except RetryableProviderError as exc:
-                if attempt == DOWNLOAD_ATTEMPTS:
-                    raise
-                logger.warning("Optizmo: %s; fetching the file again (try %d)", exc, attempt + 1)
-                self._sleep(random.uniform(0, min(5.0, 0.25 * 2**attempt)))
-            finally:
-                response.close()
+
+        def read(response: requests.Response) -> Iterator[dict[str, Any]]:
+            nonlocal consumed
+            # The link names one immutable file: after a cut-off, skip what was read.
+            rows = self._records(response, link, list_id, required, download)
+            for index, record in enumerate(rows):
+                if index < consumed:
+                    continue
+                consumed += 1
+                if record is not None and low <= record["timestamp"] < high:
+                    yield record
+
+        yield from self._read_refetching(fetch, read, "file")
+        download.status("done", bytes=download.bytes, rows=consumed, seconds=download.elapsed())
 
     def iter_download_activity(
         self,
@@ -201,22 +196,42 @@ class OptizmoClient:
         low, high = to_rfc3339(start), to_rfc3339(end)
         progress = Transfer(logger, "optizmo download activity")
         seen: set[str] = set()
+
+        def fetch() -> requests.Response:
+            return self._activity_file(params, poll_interval_seconds, download_timeout_seconds)
+
+        def read(response: requests.Response) -> Iterator[dict[str, Any]]:
+            for record in self._activity_records(response, progress):
+                key = record["activity_id"]
+                if key in seen:  # read before the file was cut short
+                    continue
+                seen.add(key)
+                if low <= record["downloaded_at"] < high:
+                    yield record
+
+        yield from self._read_refetching(fetch, read, "export")
+        progress.status("done", bytes=progress.bytes, rows=len(seen))
+
+    def _read_refetching(
+        self,
+        fetch: Callable[[], requests.Response],
+        read: Callable[[requests.Response], Iterator[dict[str, Any]]],
+        what: str,
+    ) -> Iterator[dict[str, Any]]:
+        """What `read` yields of the file `fetch` gets; a file cut short is fetched again (at
+        most DOWNLOAD_ATTEMPTS times, after a short random wait), and `read` skips what an
+        earlier try yielded."""
         for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
-            response = self._activity_file(params, poll_interval_seconds, download_timeout_seconds)
+            response = fetch()
             try:
-                for record in self._activity_records(response, progress):
-                    key = record["activity_id"]
-                    if key in seen:  # read before the file was cut short
-                        continue
-                    seen.add(key)
-                    if low <= record["downloaded_at"] < high:
-                        yield record
-                progress.status("done", bytes=progress.bytes, rows=len(seen))
+                yield from read(response)
                 return
             except RetryableProviderError as exc:
                 if attempt == DOWNLOAD_ATTEMPTS:
                     raise
-                logger.warning("Optizmo: %s; fetching the export again (try %d)", exc, attempt + 1)
+                logger.warning(
+                    "Optizmo: %s; fetching the %s again (try %d)", exc, what, attempt + 1
+                )
                 self._sleep(random.uniform(0, min(5.0, 0.25 * 2**attempt)))
             finally:
                 response.close()
