@@ -19,6 +19,7 @@ from optouts_providers.checkmarket import webhooks as cm_hooks
 from optouts_providers.checkmarket import wire
 from optouts_providers.timeutil import parse_timestamp
 from optouts_sandbox import credentials as C
+from optouts_sandbox.checkmarket_query import Filter, link_query, list_options
 from optouts_sandbox.core import Emulator, RateLimit, Request, Response, json_response
 from optouts_sandbox.seed import Person
 
@@ -308,7 +309,9 @@ class CheckMarketEmulator(Emulator):
 
     def _list(self, request: Request, survey_id: int | None) -> Response:
         try:
-            top, skip, text, expression, order, select = _list_options(request, self.switches)
+            top, skip, text, expression, order, select = list_options(
+                request.query, int(self.switches.checkmarket_max_top), FIELD_TYPES
+            )
         except wire.FilterError as exc:
             return self.error(request, 400, str(exc))
         if self.page_hook is not None:
@@ -322,10 +325,10 @@ class CheckMarketEmulator(Emulator):
         base = (self.link_base or request.base_url).rstrip("/") + "/" + request.path.lstrip("/")
         links: dict[str, Any] = {}
         if skip + top < total:
-            links["Next"] = wire.link(f"{base}?{_query({**options, 'skip': skip + top})}")
+            links["Next"] = wire.link(f"{base}?{link_query({**options, 'skip': skip + top})}")
         if skip > 0:
             links["Previous"] = wire.link(
-                f"{base}?{_query({**options, 'skip': max(0, skip - top)})}"
+                f"{base}?{link_query({**options, 'skip': max(0, skip - top)})}"
             )
         paging = {
             "TotalRowCount": total,
@@ -342,7 +345,7 @@ class CheckMarketEmulator(Emulator):
         self,
         survey_id: int | None,
         text: str | None,
-        expression: wire.Filter | None,
+        expression: Filter | None,
         order: list[tuple[str, bool]],
     ) -> list[Row]:
         """The rows of a list, filtered and ordered (cached until the rows change)."""
@@ -421,44 +424,8 @@ def _straddle_ties(rows: list[Row]) -> None:
             after._encoded = None
 
 
-def _list_options(
-    request: Request, switches: Any
-) -> tuple[int, int, str | None, wire.Filter | None, list[tuple[str, bool]], list[str]]:
-    """top, skip, filter text, parsed filter, orderby, select; FilterError when invalid."""
-    query = request.query
-    top_raw, skip_raw = wire.option(query, "top"), wire.option(query, "skip")
-    try:
-        top = int(top_raw) if top_raw not in (None, "") else wire.DEFAULT_TOP
-        skip = int(skip_raw) if skip_raw not in (None, "") else 0
-    except ValueError:
-        raise wire.FilterError("top and skip must be integers") from None
-    if top < 1 or skip < 0:
-        raise wire.FilterError("top must be positive and skip not negative")
-    top = min(top, int(switches.checkmarket_max_top))
-    text = wire.option(query, "filter")
-    expression = None
-    if text:
-        # The vendor's own example writes `filter==...`: tolerate the stray `=`.
-        text = text.lstrip("=")
-        expression = wire.parse_filter(text)
-        expression.check_fields(FIELD_TYPES)
-    raw_order = wire.option(query, "orderby")
-    order = wire.parse_orderby(raw_order) if raw_order else []
-    raw_select = wire.option(query, "select")
-    select = wire.parse_select(raw_select) if raw_select else []
-    for name in [n for n, _ in order] + select:
-        if name not in FIELD_TYPES:
-            raise wire.FilterError(f"Unknown field '{name}'")
-    return top, skip, text or None, expression, order, select
-
-
 def request_orderby(request: Request) -> str | None:
     return wire.option(request.query, "orderby")
-
-
-def _query(options: dict[str, Any]) -> str:
-    ordered = {k: options.get(k) for k in ("top", "skip", "filter", "orderby", "select")}
-    return wire.query_string(ordered)
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:

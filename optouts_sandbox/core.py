@@ -1,6 +1,6 @@
 """Sandbox building blocks: requests and responses, switches, the clock, rate limits.
 
-Provider emulators (`checkmarket.py`, `slicktext.py`, `optizmo.py`) subclass `Emulator` and
+Provider emulators (`checkmarket.py`, `slicktext/`, `optizmo/`) subclass `Emulator` and
 answer `Request`s with `Response`s; `server.py` turns HTTP into those and applies the faults.
 """
 

@@ -19,10 +19,11 @@ from singer_sdk import Stream
 
 from optouts_providers.http import http_options as http_options
 from optouts_providers.timeutil import to_rfc3339
-from tap_optouts.fastpath import FastSyncMixin
 from tap_optouts.progress import CHECK_MASK, PartitionProgress, run_summary
+from tap_optouts.sdk import StreamHooks
 
 if t.TYPE_CHECKING:
+    from singer_sdk import Tap
     from singer_sdk.helpers.types import Context
 
     from optouts_providers.http import CallStats
@@ -37,12 +38,16 @@ def load_schema(name: str) -> dict[str, t.Any]:
     return json.loads(text)
 
 
-class OptoutsStream(FastSyncMixin, Stream):
+class OptoutsStream(StreamHooks, Stream):
     """An incremental opt-out stream over one provider client."""
 
     replication_method = "INCREMENTAL"
     is_sorted = False  # providers promise no order; the bookmark is the largest value seen
     provider_key: str = ""  # the config object naming this provider ("checkmarket", ...)
+
+    def __init__(self, tap: Tap, schema: dict | None = None, name: str | None = None) -> None:
+        super().__init__(tap=tap, schema=schema, name=name)
+        self.owner_tap = tap  # the SDK keeps it private; the sync start and summary live there
 
     @property
     def provider_config(self) -> dict[str, t.Any]:
@@ -50,7 +55,7 @@ class OptoutsStream(FastSyncMixin, Stream):
 
     @property
     def sync_started_at(self) -> datetime:
-        return self._tap.sync_started_at  # type: ignore[attr-defined]
+        return self.owner_tap.sync_started_at  # type: ignore[attr-defined]
 
     def window(self, context: Context | None) -> tuple[datetime, datetime]:
         """(query start, frozen end) for this partition."""
@@ -112,7 +117,7 @@ class OptoutsStream(FastSyncMixin, Stream):
         finally:
             self.log_calls(context, before)
             seconds = progress.finish(count, status)
-            run_summary(self._tap).add(self.name, count, seconds)
+            run_summary(self.owner_tap).add(self.name, count, seconds)
 
     def fetch(
         self, context: Context | None, start: datetime, end: datetime

@@ -1,13 +1,246 @@
-"""The singer-sdk names this tap uses that the SDK does not export publicly: the one place they
-are imported (tests/test_sdk_private_names.py keeps it so), each with why.
+"""Every private singer-sdk name the tap uses: imported, overridden, copied or called here only
+(tests/test_sdk_private_names.py keeps it so), each with why. Everything else in the tap uses the
+SDK's public hooks.
 
-- `BatchFileFormat`, `BaseBatchFileEncoding`, `BatchConfig`: the BATCH message's encoding and
-  configuration, which the fast BATCH writer (`fastpath.py`) reads as the SDK's own batcher
-  does; singer-sdk 0.54 has them in `singer_sdk.helpers._batch` only.
+Imported: `BatchFileFormat`, `BaseBatchFileEncoding`, `BatchConfig`, the BATCH message's
+encoding and configuration (singer-sdk 0.54 has them in `singer_sdk.helpers._batch` only).
+
+Overridden (`StreamHooks`), because the SDK's per-record path costs several times the provider
+client's own work (the figures: benchmarks/README.md, "What each private SDK use buys"):
+- `_write_record_message`: a RECORD the SDK would send unchanged is one msgspec-encoded line
+  (`record_output.RecordLines`); any other takes the SDK's path.
+- `_sync_records` (a copy of the SDK's loop) with `_process_record`, `_increment_stream_state`,
+  `_write_state_message`, `_finalize_state`, `_write_starting_replication_value`: the loop
+  without its per-record steps that do nothing here (no record limit, no post_process, no child
+  streams, every record selected), the largest replication value kept in a local and given to
+  the SDK's state before anything reads it (a STATE message, the partition's end): the SDK keeps
+  the largest of an unsorted stream, so the state is the same, for one update instead of one per
+  record. STATE follows each partition and the stream (between partitions an unsorted stream's
+  state holds nothing a resumed run could use, and each STATE makes a target drain its batch).
+- `_sync_batches` (a copy of the SDK's) and the public `get_batches`: the files are written with
+  msgspec, and one STATE follows the last BATCH message instead of one per file (a STATE between
+  them carries only progress markers, and makes the target write each file separately: for
+  Optizmo one bulk upload per file).
+
+`SDK_SOURCES` holds a digest of the source of every SDK function named above, for the pinned
+singer-sdk: the test fails when an upgrade changes one, and names what to re-read.
+`use_stock_sdk` switches the hooks off (the equivalence tests and benchmarks/sdk_variants.py).
 """
 
 from __future__ import annotations
 
-from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig, BatchFileFormat
+import hashlib
+import inspect
+import typing as t
+from functools import cached_property
 
-__all__ = ["BaseBatchFileEncoding", "BatchConfig", "BatchFileFormat"]
+from singer_sdk import Stream
+from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig, BatchFileFormat
+from singer_sdk.helpers.conform import TypeConformanceLevel
+
+from tap_optouts.record_output import COUNT_EVERY, RecordLines, write_jsonl_files
+
+if t.TYPE_CHECKING:
+    from singer_sdk.helpers.types import Context, Record
+
+__all__ = [
+    "SDK_SOURCES",
+    "BaseBatchFileEncoding",
+    "BatchConfig",
+    "BatchFileFormat",
+    "StreamHooks",
+    "sdk_source_digest",
+    "use_stock_sdk",
+]
+
+# The sha256 (16 hex digits) of `inspect.getsource` of each SDK function the hooks override,
+# copy or call, for singer-sdk 0.54.x. When one changes, re-read it against its hook below,
+# then record the new digest.
+SDK_SOURCES = {
+    "singer_sdk.streams.core.Stream._sync_records": "8928dc7f50e9bf57",
+    "singer_sdk.streams.core.Stream._sync_batches": "a42df0f3a08779dc",
+    "singer_sdk.streams.core.Stream._process_record": "8529b9f3ce2f849d",
+    "singer_sdk.streams.core.Stream._write_record_message": "292b7bed39883bd9",
+    "singer_sdk.streams.core.Stream._increment_stream_state": "cabc0edb2fd4f000",
+    "singer_sdk.streams.core.Stream._write_state_message": "f82ecd8d16986823",
+    "singer_sdk.streams.core.Stream._finalize_state": "e08e1d0714a904b2",
+    "singer_sdk.streams.core.Stream._write_starting_replication_value": "0a24e5d05cd5353c",
+    "singer_sdk.streams.core.Stream._get_state_partition_context": "e621b72985cafacf",
+    "singer_sdk.streams.core.Stream._write_batch_message": "a92596532ab9daed",
+    "singer_sdk.streams.core.Stream.get_batches": "a30339d2f28a2f9b",
+}
+
+
+def sdk_source_digest(dotted: str) -> str:
+    """The sha256 (16 hex digits) of the source of the SDK function `module.Class.name`."""
+    module_name, class_name, name = dotted.rsplit(".", 2)
+    module = __import__(module_name, fromlist=[class_name])
+    function = getattr(getattr(module, class_name), name)
+    return hashlib.sha256(inspect.getsource(function).encode()).hexdigest()[:16]
+
+
+class StreamHooks(Stream):
+    """The private Stream methods the tap overrides (see the module docstring)."""
+
+    STATE_MSG_FREQUENCY = 1 << 62  # public knob: STATE per partition and stream instead
+    hooks_enabled: t.ClassVar[bool] = True  # False: every method below is the SDK's
+    _in_batches = False
+
+    @cached_property
+    def _record_lines(self) -> RecordLines:
+        return RecordLines(self, self._tap.message_writer)
+
+    @cached_property
+    def _largest_seen(self) -> dict[int, tuple[Context | None, str, bool]]:
+        """Per partition (by its context object): the largest replication value seen, and
+        whether the SDK's state has yet to be given it."""
+        return {}
+
+    def _sync_records(
+        self, context: Context | None = None, *, write_messages: bool = True
+    ) -> t.Generator[dict, t.Any, t.Any]:
+        # The SDK's loop, with its per-record steps that do nothing here taken out of it. Any
+        # stream these do not hold for takes the SDK's loop: a record limit (dry runs and the
+        # standard tests set one), child streams, post_process, a sorted stream.
+        if (
+            not self.hooks_enabled
+            or self.ABORT_AT_RECORD_COUNT is not None
+            or self.child_streams
+            or not self.selected
+            or type(self).post_process is not Stream.post_process
+            or self.is_sorted
+        ):
+            yield from super()._sync_records(context, write_messages=write_messages)
+            return
+        record_counter = self.get_record_counter()
+        timer = self.get_sync_timer()
+        key = self.replication_key
+        write = self._write_record_message if write_messages else None
+        with record_counter, timer:
+            for element in ([context] if context is not None else self.partitions) or [{}]:
+                record_counter.with_context(element)
+                timer.with_context(element)
+                current = element or None
+                partition = self._get_state_partition_context(current)
+                self._write_starting_replication_value(current)
+                extra = list((partition or {}).items())
+                largest: str | None = None
+                count = 0
+                for record in self.get_records(current):
+                    for name, value in extra:
+                        if name not in record:
+                            record[name] = value
+                    if write is not None:
+                        write(record)
+                    value = record.get(key) if key else None
+                    if isinstance(value, str):
+                        if largest is None or value > largest:
+                            largest = value
+                    elif key and value is not None:
+                        self._increment_stream_state(record, context=current)
+                    count += 1
+                    if count % COUNT_EVERY == 0:
+                        record_counter.increment(COUNT_EVERY)
+                    yield record
+                record_counter.increment(count % COUNT_EVERY)
+                if largest is not None:
+                    self._increment_stream_state({key: largest}, context=current)
+                if current == partition:
+                    self._finalize_state(self.get_context_state(current))
+        if not context:
+            self._finalize_state(self.stream_state)
+        if write_messages:
+            self._write_state_message()
+
+    def _write_record_message(self, record: Record) -> None:
+        if self.hooks_enabled and self._record_lines.write(record):
+            self.state_manager.is_flushed = False
+        else:
+            super()._write_record_message(record)
+
+    def _process_record(
+        self,
+        record: Record,
+        child_context: Context | None = None,
+        partition_context: Context | None = None,
+    ) -> None:
+        if not self.hooks_enabled or self.child_streams:
+            super()._process_record(record, child_context, partition_context)
+            return
+        for key, value in (partition_context or {}).items():
+            if key not in record:
+                record[key] = value
+
+    def _write_starting_replication_value(self, context: Context | None) -> None:
+        self._give_largest()
+        self._largest_seen.pop(id(context), None)  # a partition (re)starts from its state
+        super()._write_starting_replication_value(context)
+
+    def _increment_stream_state(
+        self, latest_record: Record, *, context: Context | None = None
+    ) -> None:
+        # The largest value is kept here and given to the SDK's state before anything reads
+        # it: the same state, one update instead of one per record.
+        value = latest_record.get(self.replication_key) if self.replication_key else None
+        if value is None and self.replication_key and self.hooks_enabled:
+            return  # a record without a replication value moves no bookmark
+        if not self.hooks_enabled or not isinstance(value, str) or self.is_sorted:
+            self._give_largest()
+            super()._increment_stream_state(latest_record, context=context)
+            return
+        seen = self._largest_seen.get(id(context))
+        if seen is None or seen[0] is not context or value > seen[1]:
+            self._largest_seen[id(context)] = (context, value, True)
+
+    def _give_largest(self) -> None:
+        key = self.replication_key
+        for slot, (context, value, pending) in list(self._largest_seen.items()):
+            if pending and key:
+                super()._increment_stream_state({key: value}, context=context)
+                self._largest_seen[slot] = (context, value, False)
+
+    def _write_state_message(self) -> None:
+        self._give_largest()
+        super()._write_state_message()
+
+    def _finalize_state(self, state: dict | None = None) -> None:
+        self._give_largest()
+        super()._finalize_state(state)
+        if self.hooks_enabled and not self._in_batches:
+            self._write_state_message()  # a finished partition's bookmark, at once
+
+    def _sync_batches(self, batch_config: BatchConfig, context: Context | None = None) -> None:
+        if not self.hooks_enabled:
+            super()._sync_batches(batch_config, context)
+            return
+        self._in_batches = True
+        try:
+            with self.get_batch_counter() as counter:
+                for encoding, manifest in self.get_batches(batch_config, context):
+                    counter.increment()
+                    self._write_batch_message(encoding=encoding, manifest=manifest)
+        finally:
+            self._in_batches = False
+        self._write_state_message()
+
+    def get_batches(
+        self, batch_config: BatchConfig, context: Context | None = None
+    ) -> t.Iterable[tuple[BaseBatchFileEncoding, list[str]]]:
+        encoding = batch_config.encoding
+        plain = self._record_lines.plain
+        if not self.hooks_enabled or encoding.format != BatchFileFormat.JSONL or not plain:
+            yield from super().get_batches(batch_config, context)
+            return
+        records = self._sync_records(context, write_messages=False)
+        for manifest in write_jsonl_files(self, batch_config, records):
+            yield encoding, manifest
+
+
+def use_stock_sdk(*, knobs: bool = False) -> None:
+    """Every hook above off: the tap runs the SDK's own per-record path and state handling
+    (with `knobs`, also the public TYPE_CONFORMANCE_LEVEL NONE). For the equivalence tests and
+    the benchmark of what the hooks buy; STATE_MSG_FREQUENCY back to the SDK's default."""
+    StreamHooks.hooks_enabled = False
+    StreamHooks.STATE_MSG_FREQUENCY = Stream.STATE_MSG_FREQUENCY
+    if knobs:
+        StreamHooks.TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE

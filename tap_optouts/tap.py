@@ -18,8 +18,8 @@ from optouts_providers.redact import install_log_redaction, register_secret
 from optouts_providers.settings import config_error_line
 from optouts_providers.slicktext.client import check_one_api
 from optouts_providers.timeutil import utc_now
-from tap_optouts.fastpath import LineWriter
 from tap_optouts.progress import RunSummary, log_run_summary
+from tap_optouts.record_output import LineWriter
 from tap_optouts.startup import (
     StateError,
     check_state,

@@ -1,14 +1,222 @@
-"""The singer-sdk names this target uses that the SDK does not export publicly: the one place
-they are imported (tests/test_sdk_private_names.py keeps it so), each with why.
+"""Every private singer-sdk name the target uses: imported, overridden or called here only
+(tests/test_sdk_private_names.py keeps it so), each with why. The rest of the target uses the
+SDK's public hooks, and the public-named methods these hooks hand over to.
 
-- `BaseBatchFileEncoding`, `StorageTarget`: a BATCH message's encoding and the storage of its
-  manifest's files, which the target reads a block of lines at a time (`batchfiles.py`) as the
-  SDK's own `process_batch_files` does; singer-sdk 0.54 has them in `singer_sdk.helpers._batch`
-  only.
+Imported: `BaseBatchFileEncoding`, `StorageTarget`, a BATCH message's encoding and the storage
+of its files (singer-sdk 0.54 has them in `singer_sdk.helpers._batch` only).
+
+`TargetHooks` (Target):
+- `_process_{record,schema,activate_version,batch,state}_message`: the SDK has no public hook
+  per message kind. Each checks the message first and tells data (one record: rejected with its
+  reason) from configuration (a stream map, a SCHEMA, a BATCH file: the run stops), which the
+  SDK's would raise alike or let through (`TargetOptouts.on_*_message`). A STATE drains every
+  sink, so that it is passed on only once the providers accepted what came before it.
+- `_write_state_message`: no STATE in a dry run or a reconcile, and none twice.
+- `_handle_termination`: the SDK drains and exits inside the signal handler, wherever the read
+  was (a BATCH file half read, a batch half sent); here the batch in flight is finished first
+  (`TargetOptouts.on_termination_signal`). A repeated signal is a duplicate, as the SDK's main
+  now treats it (Meltano and the OS both send one).
+- called: `_sinks_active` (which sink a stream's records reach unchanged, for record blocks),
+  `_handle_max_record_age` (after each block, as the SDK does after each record).
+
+`SinkHooks` (BatchSink):
+- `_validate_and_parse`: a record failing the schema is remembered and rejected by
+  `process_record`; the SDK logs a traceback and stops the run, or lets it through. Timestamps
+  are not parsed: no field but the addresses is used, and a bad date must not stop an opt-out.
+- `_remove_sdc_metadata_from_record`, `_singer_validate_message`, `_after_process_record`: the
+  SDK's, skipped when they have nothing to do (no `_sdc` field, the key properties present, no
+  DEBUG logging): about a third of the per-record cost (benchmarks/README.md).
+- read: `_validator` (the validator `get_validator` made), `_key_properties`.
+
+`SDK_SOURCES` holds a digest of the source of every SDK function named above, for the pinned
+singer-sdk: the test fails when an upgrade changes one, and names what to re-read.
+`use_stock_sdk` switches the speed-only hooks off (the equivalence tests, benchmarks).
 """
 
 from __future__ import annotations
 
-from singer_sdk.helpers._batch import BaseBatchFileEncoding, StorageTarget
+import functools
+import hashlib
+import inspect
+import logging
+import typing as t
 
-__all__ = ["BaseBatchFileEncoding", "StorageTarget"]
+from singer_sdk import Target
+from singer_sdk.helpers._batch import BaseBatchFileEncoding, StorageTarget
+from singer_sdk.sinks import BatchSink
+
+if t.TYPE_CHECKING:
+    from singer_sdk.sinks import Sink
+    from singer_sdk.sinks.core import BaseJSONSchemaValidator
+
+__all__ = [
+    "SDC_FIELDS",
+    "SDK_SOURCES",
+    "BaseBatchFileEncoding",
+    "SinkHooks",
+    "StorageTarget",
+    "TargetHooks",
+    "sdk_source_digest",
+    "use_stock_sdk",
+]
+
+SDC_FIELDS = frozenset(
+    (
+        "_sdc_extracted_at",
+        "_sdc_received_at",
+        "_sdc_batched_at",
+        "_sdc_deleted_at",
+        "_sdc_sequence",
+        "_sdc_table_version",
+    )
+)
+
+# The sha256 (16 hex digits) of `inspect.getsource` of each SDK function the hooks override or
+# call, for singer-sdk 0.54.x. When one changes, re-read it against its hook below, then record
+# the new digest.
+SDK_SOURCES = {
+    "singer_sdk.target_base.Target._process_record_message": "08aaf4096e2d39e7",
+    "singer_sdk.target_base.Target._process_schema_message": "ed6e8449bc8ff234",
+    "singer_sdk.target_base.Target._process_activate_version_message": "377950028ca9b3eb",
+    "singer_sdk.target_base.Target._process_batch_message": "f26fbe519745daf2",
+    "singer_sdk.target_base.Target._process_state_message": "e27158e2b1e7ea6d",
+    "singer_sdk.target_base.Target._write_state_message": "bf40aa5e36ebef4d",
+    "singer_sdk.target_base.Target._handle_termination": "0d610b822293792b",
+    "singer_sdk.target_base.Target._handle_max_record_age": "5762750ab1035404",
+    "singer_sdk.target_base.Target.drain_all": "1da0109210d345c4",
+    "singer_sdk.sinks.core.Sink.__init__": "8013bcca4771f0ee",
+    "singer_sdk.sinks.core.Sink._validate_and_parse": "970aadabcc4da8c7",
+    "singer_sdk.sinks.core.Sink._remove_sdc_metadata_from_record": "7cd9e5fb192f13ec",
+    "singer_sdk.sinks.core.Sink._singer_validate_message": "018b08ee7f624f61",
+    "singer_sdk.sinks.core.Sink._after_process_record": "185b5536ec21f7fb",
+}
+
+
+def sdk_source_digest(dotted: str) -> str:
+    """The sha256 (16 hex digits) of the source of the SDK function `module.Class.name`."""
+    module_name, class_name, name = dotted.rsplit(".", 2)
+    module = __import__(module_name, fromlist=[class_name])
+    function = getattr(getattr(module, class_name), name)
+    return hashlib.sha256(inspect.getsource(function).encode()).hexdigest()[:16]
+
+
+Handler = t.Callable[[dict], None]
+
+
+class TargetHooks(Target):
+    """The private Target methods the target overrides or calls (see the module docstring)."""
+
+    def _process_record_message(self, message_dict: dict) -> None:
+        self.on_record_message(message_dict, super()._process_record_message)
+
+    def _process_schema_message(self, message_dict: dict) -> None:
+        self.on_schema_message(message_dict, super()._process_schema_message)
+
+    def _process_activate_version_message(self, message_dict: dict) -> None:
+        self.on_activate_version_message(message_dict, super()._process_activate_version_message)
+
+    def _process_batch_message(self, message_dict: dict) -> None:
+        self.on_batch_message(message_dict, super()._process_batch_message)
+
+    def _process_state_message(self, message_dict: dict) -> None:
+        state = self.on_state_message(message_dict)
+        if state is None or self._latest_state == state:  # the SDK's check
+            return
+        self._latest_state = state
+        self.drain_all()  # emits it once every sink's batch is written
+
+    def _write_state_message(self, state: dict) -> None:
+        if self.may_emit_state(state):
+            super()._write_state_message(state)
+
+    def _handle_termination(self, signum: int, frame: t.Any) -> None:
+        self.on_termination_signal(signum)
+
+    def active_sink(self, stream: str) -> Sink | None:
+        """The sink the stream's records go to now (None before its SCHEMA)."""
+        return self._sinks_active.get(stream)
+
+    def handle_max_record_age(self) -> None:
+        self._handle_max_record_age()
+
+    # What the target defines (target.py).
+    def on_record_message(self, message_dict: dict, sdk: Handler) -> None:
+        sdk(message_dict)
+
+    def on_schema_message(self, message_dict: dict, sdk: Handler) -> None:
+        sdk(message_dict)
+
+    def on_activate_version_message(self, message_dict: dict, sdk: Handler) -> None:
+        sdk(message_dict)
+
+    def on_batch_message(self, message_dict: dict, sdk: Handler) -> None:
+        sdk(message_dict)
+
+    def on_state_message(self, message_dict: dict) -> dict | None:
+        """The STATE to pass on once what came before it is written (None: none)."""
+        return message_dict.get("value")
+
+    def may_emit_state(self, state: dict) -> bool:
+        return True
+
+    def on_termination_signal(self, signum: int) -> None:
+        super()._handle_termination(signum, None)
+
+
+class SinkHooks(BatchSink):
+    """The private Sink methods the sink overrides or reads (see the module docstring)."""
+
+    speed_hooks: t.ClassVar[bool] = True  # False: the SDK's own steps, every record
+    invalid_reason: str | None = None  # why the record being processed failed the schema
+    block_valid = False  # the records being taken were validated as a block
+
+    @property
+    def validator(self) -> BaseJSONSchemaValidator | None:
+        return self._validator
+
+    @functools.cached_property
+    def key_set(self) -> frozenset[str]:
+        return frozenset(self._key_properties or ())
+
+    def _validate_and_parse(self, record: dict) -> dict:
+        self.invalid_reason = None
+        if self._validator is not None and not self.block_valid:
+            self.invalid_reason = self.schema_problem(record)
+        return record
+
+    def schema_problem(self, record: dict) -> str | None:
+        """Why the record fails the schema (None: it does not)."""
+        raise NotImplementedError
+
+    def _remove_sdc_metadata_from_record(self, record: dict) -> None:
+        if not self.speed_hooks or not SDC_FIELDS.isdisjoint(record):
+            super()._remove_sdc_metadata_from_record(record)
+
+    def _singer_validate_message(self, record: dict) -> None:
+        if not self.speed_hooks or not self.key_set <= record.keys():
+            super()._singer_validate_message(record)
+
+    def _after_process_record(self, context: dict) -> None:
+        if not self.speed_hooks or self.logger.isEnabledFor(logging.DEBUG):
+            super()._after_process_record(context)
+
+    def remove_sdc_fields(self, record: dict) -> None:
+        """The SDK's step before validation: a record's `_sdc` fields dropped."""
+        self._remove_sdc_metadata_from_record(record)
+
+    def check_key_properties(self, record: dict) -> None:
+        """The SDK's check (MissingKeyPropertiesError) that the record has its keys."""
+        self._singer_validate_message(record)
+
+    def validate_and_parse(self, record: dict) -> dict:
+        return self._validate_and_parse(record)
+
+
+def use_stock_sdk() -> None:
+    """The SDK's own record path: no record blocks (each RECORD message through the SDK's
+    `_process_record_message`), every per-record SDK step run. For the equivalence tests and
+    the benchmark of what the hooks buy."""
+    SinkHooks.speed_hooks = False
+    from target_optouts.target import TargetOptouts
+
+    TargetOptouts.record_blocks = False

@@ -18,7 +18,6 @@ A stream map that fails is configuration, not data: it stops the run (`Configura
 from __future__ import annotations
 
 import functools
-import logging
 import typing as t
 
 import simpleeval
@@ -38,6 +37,7 @@ from target_optouts.normalize import (
     origin_provider,
     schema_layout,
 )
+from target_optouts.sdk import SDC_FIELDS, SinkHooks
 from target_optouts.validation import FastJSONSchemaValidator
 
 if t.TYPE_CHECKING:
@@ -49,19 +49,9 @@ if t.TYPE_CHECKING:
 
 # Opt-outs handed to the destinations at a time.
 PART = 5000
-SDC_FIELDS = frozenset(
-    (
-        "_sdc_extracted_at",
-        "_sdc_received_at",
-        "_sdc_batched_at",
-        "_sdc_deleted_at",
-        "_sdc_sequence",
-        "_sdc_table_version",
-    )
-)
 
 
-class OptoutsSink(BatchSink):
+class OptoutsSink(SinkHooks):
     """Collects one stream's opt-outs; writes them to every destination per batch."""
 
     # Records between two drains when no STATE comes first. Memory does not grow with it
@@ -69,8 +59,6 @@ class OptoutsSink(BatchSink):
     MAX_SIZE_DEFAULT = 1_000_000
 
     def __init__(self, target: TargetOptouts, *args: t.Any, **kwargs: t.Any) -> None:
-        self._invalid_reason: str | None = None
-        self._block_valid = False  # the records being taken were validated as a block
         super().__init__(target, *args, **kwargs)
         self.destinations = target.destinations
         self.rejects = target.rejects
@@ -79,7 +67,7 @@ class OptoutsSink(BatchSink):
         self.region = str(self.config.get("default_phone_region") or "US").upper()
         self._part: list[OptOut] = []
         # Where a valid record's addresses are (a closed schema's fields); None: look.
-        self._layout = schema_layout(self.schema) if self._validator is not None else None
+        self._layout = schema_layout(self.schema) if self.validator is not None else None
         # What the ledger keeps of a record beside its addresses: when it opted out at its
         # origin (the stream's replication key) and, for an Optizmo stream, the list.
         self._at_field, self._list_field = ledger_fields(
@@ -89,40 +77,19 @@ class OptoutsSink(BatchSink):
     def get_validator(self) -> BaseJSONSchemaValidator | None:
         return FastJSONSchemaValidator(self.schema) if self.validate_schema else None
 
-    def _validate_and_parse(self, record: dict) -> dict:
-        # The SDK would stop the run (or let an invalid record through): remember the
-        # reason instead, and reject the record in process_record. Timestamps are not
-        # parsed: no field but the addresses is used, and a bad date must not stop an opt-out.
-        self._invalid_reason = None
-        if self._validator is not None and not self._block_valid:
-            try:
-                self._validator.validate(record)
-            except InvalidRecord as exc:
-                self._invalid_reason = f"schema: {exc.error_message}"
-        return record
+    def schema_problem(self, record: dict) -> str | None:
+        try:
+            self.validator.validate(record)  # type: ignore[union-attr]
+        except InvalidRecord as exc:
+            return f"schema: {exc.error_message}"
+        return None
 
     def _all_valid(self, records: list[t.Any]) -> bool:
-        validator = self._validator
+        validator = self.validator
         return isinstance(validator, FastJSONSchemaValidator) and validator.all_valid(records)
 
-    def _remove_sdc_metadata_from_record(self, record: dict) -> None:
-        if not SDC_FIELDS.isdisjoint(record):  # the SDK pops them one by one, every record
-            super()._remove_sdc_metadata_from_record(record)
-
-    def _singer_validate_message(self, record: dict) -> None:
-        if not self._key_set <= record.keys():  # the SDK's check, as one set operation
-            super()._singer_validate_message(record)
-
-    @functools.cached_property
-    def _key_set(self) -> frozenset[str]:
-        return frozenset(self._key_properties or ())
-
-    def _after_process_record(self, context: dict) -> None:
-        if self.logger.isEnabledFor(logging.DEBUG):  # the SDK's per-record DEBUG line
-            super()._after_process_record(context)
-
     def process_record(self, record: dict, context: dict) -> None:
-        reason, self._invalid_reason = self._invalid_reason, None
+        reason, self.invalid_reason = self.invalid_reason, None
         if reason is not None:
             self.rejects.record(self.stream_name, [reason], record)
             return
@@ -185,12 +152,12 @@ class OptoutsSink(BatchSink):
             self.record_counter_metric.increment(count)
 
     def take_records(self, records: list[dict[str, t.Any]]) -> None:
-        """Records of RECORD messages in a row, unmapped (`fastpath.FastRecordMixin`): what
+        """Records of RECORD messages in a row, unmapped (`record_blocks.RecordBlocks`): what
         the SDK's path does to each (its `_sdc` fields dropped first), a block at a time."""
         if self._may_carry_sdc:
             for record in records:
                 if not SDC_FIELDS.isdisjoint(record):
-                    self._remove_sdc_metadata_from_record(record)
+                    self.remove_sdc_fields(record)
         self._take_block(records)
 
     @functools.cached_property
@@ -203,15 +170,15 @@ class OptoutsSink(BatchSink):
 
     def _take_block(self, records: list[t.Any], mapping: StreamMap | None = None) -> None:
         # Valid as a block (one call), each record need not be checked again.
-        self._block_valid = mapping is None and self._all_valid(records)
+        self.block_valid = mapping is None and self._all_valid(records)
         try:
-            if self._block_valid and self._plain_block_path:
+            if self.block_valid and self._plain_block_path:
                 self._take_valid_block(records)
             else:
                 for record in records:
                     self._take(record, mapping)
         finally:
-            self._block_valid = False
+            self.block_valid = False
 
     @functools.cached_property
     def _plain_block_path(self) -> bool:
@@ -228,7 +195,7 @@ class OptoutsSink(BatchSink):
         """`_take` for a block of records valid against a closed schema, unmapped: one loop
         instead of five calls a record (validation, preprocessing and the key check are
         done for the block, or have nothing to do)."""
-        keys, stream, region, layout = self._key_set, self.stream_name, self.region, self._layout
+        keys, stream, region, layout = self.key_set, self.stream_name, self.region, self._layout
         if self._block_plan is not None and (
             not keys or self._keys_required or all(keys <= r.keys() for r in records)
         ):
@@ -272,7 +239,7 @@ class OptoutsSink(BatchSink):
     @functools.cached_property
     def _keys_required(self) -> bool:
         """Whether the schema requires the key properties (a valid record then has them)."""
-        return self._key_set <= frozenset(self.schema.get("required") or ())
+        return self.key_set <= frozenset(self.schema.get("required") or ())
 
     def _reject_line(self, reason: str) -> None:
         self.rejects.record(self.stream_name, [reason], None)
@@ -291,12 +258,12 @@ class OptoutsSink(BatchSink):
             if mapped is None:
                 return  # filtered out by the stream map
             record = mapped
-        self._remove_sdc_metadata_from_record(record)
-        record = self.preprocess_record(self._validate_and_parse(record), {})
+        self.remove_sdc_fields(record)
+        record = self.preprocess_record(self.validate_and_parse(record), {})
         try:
-            self._singer_validate_message(record)
+            self.check_key_properties(record)
         except MissingKeyPropertiesError as exc:
-            self._invalid_reason = None
+            self.invalid_reason = None
             reason = f"refused by the SDK ({type(exc).__name__}): {redact(exc)}"
             self.rejects.record(self.stream_name, [reason[:500]], record)
             return

@@ -16,8 +16,9 @@ RECORD or BATCH message of a stream no SCHEMA described, a BATCH file that canno
 
 SIGTERM/SIGINT: the batch in flight is finished (the read of a BATCH file stops at its next
 block), what was read is written, the last STATE is emitted, and the process exits with 128 +
-the signal number. A second signal stops at once,
-with no further STATE.
+the signal number. A repeated signal is a duplicate (Meltano passes the signal on and the OS
+sends it to the process group): it changes nothing. Every provider request is bounded (timeouts,
+retries, the wait budget), so the finish is too; SIGKILL remains for an operator in a hurry.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import logging
 import typing as t
 
 import phonenumbers
-from singer_sdk import Target
 from singer_sdk.exceptions import (
     ConfigValidationError,
     InvalidRecord,
@@ -44,9 +44,9 @@ from optouts_providers.settings import config_error_line
 from target_optouts.batchfiles import message_problem, unreadable
 from target_optouts.destinations import Destinations
 from target_optouts.errors import BatchFileError, ConfigurationError, RunError
-from target_optouts.fastpath import FastRecordMixin
 from target_optouts.lines import DEFAULT_MAX_LINE_BYTES
 from target_optouts.reader import OptoutsReader, StopReading
+from target_optouts.record_blocks import RecordBlocks
 from target_optouts.rejects import Rejects
 from target_optouts.settings import CONFIG_SCHEMA, SECRET_SETTINGS
 from target_optouts.sinks import OptoutsSink, stream_map_failed
@@ -68,7 +68,7 @@ CALL_FIELDS = ("requests", "retries", "rate_limited", "throttled_seconds", "retr
 __all__ = ["BatchFileError", "TargetOptouts"]
 
 
-class TargetOptouts(FastRecordMixin, Target):
+class TargetOptouts(RecordBlocks):
     """Singer target writing opt-outs to CheckMarket, SlickText (legacy or new API), Optizmo."""
 
     name = "target-optouts"
@@ -76,7 +76,7 @@ class TargetOptouts(FastRecordMixin, Target):
     message_reader_class = OptoutsReader
     default_sink_class = OptoutsSink
     config_jsonschema = CONFIG_SCHEMA
-    stop_signal: int | None = None  # set by a termination signal (see _handle_termination)
+    stop_signal: int | None = None  # set by a termination signal (on_termination_signal)
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
@@ -106,7 +106,7 @@ class TargetOptouts(FastRecordMixin, Target):
         return t.cast(OptoutsReader, self.message_reader)
 
     # -- messages -------------------------------------------------------------------------
-    def _process_record_message(self, message_dict: dict) -> None:
+    def on_record_message(self, message_dict: dict, sdk: t.Callable[[dict], None]) -> None:
         stream = message_dict.get("stream")
         if not isinstance(stream, str) or not stream:
             self.reader.reject_current("a RECORD without a stream name")
@@ -126,7 +126,7 @@ class TargetOptouts(FastRecordMixin, Target):
             self.rejects.record(stream, [f"record is not an object ({kind})"], record)
             return
         try:
-            super()._process_record_message(message_dict)
+            sdk(message_dict)
         except MappingError as exc:  # the configuration's, not the record's
             raise stream_map_failed(stream, exc) from None
         except RecordsWithoutSchemaException as exc:
@@ -136,7 +136,8 @@ class TargetOptouts(FastRecordMixin, Target):
             reason = f"refused by the SDK ({type(exc).__name__}): {redact(exc)}"
             self.rejects.record(stream, [reason[:500]], record)
 
-    def _process_schema_message(self, message_dict: dict) -> None:
+    def on_schema_message(self, message_dict: dict, sdk: t.Callable[[dict], None]) -> None:
+        self.forget_plain_sinks()
         stream = message_dict.get("stream")
         schema = message_dict.get("schema")
         keys = message_dict.get("key_properties")
@@ -155,7 +156,7 @@ class TargetOptouts(FastRecordMixin, Target):
             problem = f"the key_properties of stream {stream!r} are not names"
         if problem is None:
             try:
-                super()._process_schema_message(message_dict)
+                sdk(message_dict)
                 return
             except MappingError as exc:
                 raise stream_map_failed(stream, exc) from None
@@ -167,16 +168,18 @@ class TargetOptouts(FastRecordMixin, Target):
             "emitted past this point"
         )
 
-    def _process_activate_version_message(self, message_dict: dict) -> None:
+    def on_activate_version_message(
+        self, message_dict: dict, sdk: t.Callable[[dict], None]
+    ) -> None:
         if not self._known_stream(message_dict):
             self.reader.reject_current("an ACTIVATE_VERSION message for an unknown stream")
             return
         try:
-            super()._process_activate_version_message(message_dict)
+            sdk(message_dict)
         except Exception as exc:  # a version marker writes nothing: safe to reject
             self.reader.reject_current(f"an unusable ACTIVATE_VERSION message ({exc!r})"[:500])
 
-    def _process_batch_message(self, message_dict: dict) -> None:
+    def on_batch_message(self, message_dict: dict, sdk: t.Callable[[dict], None]) -> None:
         # A BATCH message holds a whole file of opt-outs: one the target cannot read stops the
         # run, with no STATE after it (going on would acknowledge them unwritten).
         stream = message_dict.get("stream")
@@ -184,7 +187,7 @@ class TargetOptouts(FastRecordMixin, Target):
         if problem is not None:
             raise unreadable(str(stream), f"{problem} (input line {self.reader.line_number})")
         try:
-            super()._process_batch_message(message_dict)
+            sdk(message_dict)
         except OSError as exc:  # storage failing while a file is read
             raise unreadable(str(stream), redact(exc)) from None
 
@@ -193,30 +196,26 @@ class TargetOptouts(FastRecordMixin, Target):
         stream = message_dict.get("stream")
         return isinstance(stream, str) and stream in self.mapper.stream_maps
 
-    def _process_state_message(self, message_dict: dict) -> None:
+    def on_state_message(self, message_dict: dict) -> dict | None:
         if "value" not in message_dict:
             self.reader.reject_current("a STATE message without a value")
-            return
+            return None
         state = message_dict["value"]
         if not isinstance(state, dict):  # Meltano would store it as the pipeline's state
             kind = type(state).__name__
             self.reader.reject_current(f"a STATE whose value is not an object ({kind})")
-            return
-        if self._latest_state == state:
-            return
-        self._latest_state = state
-        # Write what came before this STATE, then pass it on (drain_all emits it).
-        self.drain_all()
+            return None
+        return state  # passed on once what came before it is written
 
-    def _write_state_message(self, state: dict) -> None:
+    def may_emit_state(self, state: dict) -> bool:
         if self.dry_run or self.config.get("ledger_reconcile"):
             # A reconcile reads everything again: its STATE is no bookmark for a sync.
             self.logger.info("dry_run or ledger_reconcile: STATE not emitted")
-            return
+            return False
         if self.emitted_states and self.emitted_states[-1] == state:
-            return  # already passed on when it arrived; the final drain repeats it
+            return False  # already passed on when it arrived; the final drain repeats it
         self.emitted_states.append(state)
-        super()._write_state_message(state)
+        return True
 
     # -- end of input, signals -------------------------------------------------------------
     def process_endofpipe(self) -> None:
@@ -235,10 +234,12 @@ class TargetOptouts(FastRecordMixin, Target):
             )
             raise SystemExit(128 + self.stop_signal)
 
-    def _handle_termination(self, signum: int, frame: t.Any) -> None:
+    def on_termination_signal(self, signum: int) -> None:
         if self.stop_signal is not None:
-            self.logger.warning("target-optouts: signal %d again: stopping now", signum)
-            raise SystemExit(128 + signum)
+            # A duplicate: Meltano passes the signal on, and the OS sends it to the whole
+            # process group. The batch in flight is still finished.
+            self.logger.info("target-optouts: signal %d again: already stopping", signum)
+            return
         if not hasattr(self, "rejects") or self.reader.line_number == 0:
             raise SystemExit(128 + signum)  # nothing read yet: nothing to finish
         self.stop_signal = signum

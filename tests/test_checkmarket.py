@@ -21,6 +21,7 @@ from optouts_providers.http import ProviderError, RetryPolicy
 from optouts_providers.timeutil import to_rfc3339
 from optouts_sandbox import credentials as C
 from optouts_sandbox.checkmarket import CheckMarketEmulator
+from optouts_sandbox.checkmarket_query import parse_filter
 from optouts_sandbox.server import SandboxHTTPServer
 from tests.sandbox_support import TAP_BIN, control, running_sandbox, tap_config
 
@@ -104,7 +105,7 @@ def checkmarket_only(server: SandboxHTTPServer, **settings: Any) -> dict[str, An
     return tap_config(server, providers=("checkmarket",), checkmarket=settings)
 
 
-# -- wire: filter grammar and formats --------------------------------------------------------
+# -- filters (the client builds, the sandbox parses) and wire formats -----------------------
 @pytest.mark.parametrize(
     ("text", "groups"),
     [
@@ -130,10 +131,10 @@ def checkmarket_only(server: SandboxHTTPServer, **settings: Any) -> dict[str, An
     ],
 )
 def test_filter_parses(text: str, groups: list[list[tuple[str, str, Any]]]) -> None:
-    parsed = wire.parse_filter(text)
+    parsed = parse_filter(text)
     assert [[(c.field, c.op, c.value) for c in g] for g in parsed.groups] == groups
     # build and parse are inverse: the canonical text parses back to the same filter
-    assert wire.parse_filter(str(parsed)) == parsed
+    assert parse_filter(str(parsed)) == parsed
     assert wire.build_filter(*groups) == str(parsed)
 
 
@@ -158,11 +159,11 @@ def test_filter_parses(text: str, groups: list[list[tuple[str, str, Any]]]) -> N
 )
 def test_filter_rejects(text: str) -> None:
     with pytest.raises(wire.FilterError):
-        wire.parse_filter(text)
+        parse_filter(text)
 
 
 def test_filter_evaluates_with_and_binding_tighter_than_or() -> None:
-    f = wire.parse_filter("ContactId eq 1 or ContactId ge 5 and Email ne 'x@y.z'")
+    f = parse_filter("ContactId eq 1 or ContactId ge 5 and Email ne 'x@y.z'")
     assert f.matches({"ContactId": 1, "Email": "x@y.z"})
     assert f.matches({"ContactId": 6, "Email": None})  # null is "ne" anything
     assert not f.matches({"ContactId": 6, "Email": "x@y.z"})
@@ -170,7 +171,7 @@ def test_filter_evaluates_with_and_binding_tighter_than_or() -> None:
     with pytest.raises(wire.FilterError, match="Unknown field"):
         f.check_fields({"ContactId": int})
     with pytest.raises(wire.FilterError, match="cannot be compared"):
-        wire.parse_filter("ContactId eq 'x'").check_fields({"ContactId": int})
+        parse_filter("ContactId eq 'x'").check_fields({"ContactId": int})
 
 
 def test_time_formats_and_window_filter() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import gzip
 import io
 import json
 from datetime import UTC, datetime, timedelta
@@ -16,15 +17,16 @@ from typing import Any
 
 import fastjsonschema
 import msgspec
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from singer_sdk import Stream
 
 from optouts_providers.optizmo import wire as optizmo_wire
 from optouts_providers.slicktext import wire as slicktext_wire
 from optouts_providers.timeutil import pacific_to_utc, to_rfc3339
-from optouts_sandbox.optizmo import _csv_chunks, _parse_upload
-from tap_optouts import fastpath
+from optouts_sandbox.optizmo.download_file import csv_chunks
+from optouts_sandbox.optizmo.upload_file import parse_upload
+from tap_optouts import record_output, sdk
 from tap_optouts.tap import TapOptouts
 from target_optouts.normalize import email_problem, passes_email_rules
 from target_optouts.seen import SeenAddresses
@@ -45,34 +47,81 @@ def run_tap(config: dict[str, Any]) -> list[dict[str, Any]]:
     return [json.loads(line) for line in data.splitlines()]
 
 
-def test_tap_records_and_state_are_the_sdks(monkeypatch):
+def stock_sdk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every tap hook off (`tap_optouts.sdk.use_stock_sdk`), undone at the test's end."""
+    monkeypatch.setattr(sdk.StreamHooks, "hooks_enabled", True)
+    monkeypatch.setattr(sdk.StreamHooks, "STATE_MSG_FREQUENCY", sdk.StreamHooks.STATE_MSG_FREQUENCY)
+    sdk.use_stock_sdk()
+
+
+def records_of(messages: list[dict[str, Any]]) -> list[Any]:
+    return [(m["stream"], m["record"]) for m in messages if m["type"] == "RECORD"]
+
+
+def test_tap_records_and_state_are_the_stock_sdks(monkeypatch):
+    # The stock run uses none of the hooks: the SDK's own loop, record messages and state.
     with running_sandbox(size=600) as server:
         config = tap_config(server, checkmarket={"survey_ids": [1001, 1002]})
         fast = run_tap(config)
         with monkeypatch.context() as m:
-            for name in (
-                "_write_record_message",
-                "_process_record",
-                "_increment_stream_state",
-                "_write_state_message",
-                "_finalize_state",
-                "_write_starting_replication_value",
-            ):
-                m.setattr(fastpath.FastSyncMixin, name, getattr(Stream, name))
-            m.setattr(fastpath.FastSyncMixin, "STATE_MSG_FREQUENCY", 10_000)
-            sdk = run_tap(config)
+            stock_sdk(m)
+            stock = run_tap(config)
+        assert sdk.StreamHooks.hooks_enabled  # the context restored the hooks
 
-    def records(messages: list[dict[str, Any]]) -> list[Any]:
-        return [(m["stream"], m["record"]) for m in messages if m["type"] == "RECORD"]
-
-    assert records(fast) == records(sdk)
-    assert len(records(fast)) > 600
+    assert records_of(fast) == records_of(stock)
+    assert len(records_of(fast)) > 600
     assert all("time_extracted" in m for m in fast if m["type"] == "RECORD")
     fast_states = [m["value"] for m in fast if m["type"] == "STATE"]
-    sdk_states = [m["value"] for m in sdk if m["type"] == "STATE"]
-    assert fast_states[-1] == sdk_states[-1]
+    stock_states = [m["value"] for m in stock if m["type"] == "STATE"]
+    assert fast_states[-1] == stock_states[-1]
+    bookmarks = [
+        s["replication_key_value"]
+        for s in _partition_states(fast_states[-1])
+        if s.get("replication_key_value")
+    ]
+    assert len(bookmarks) >= 3  # every stream and partition moved a bookmark
     # One STATE per finished partition (2 surveys, 2 Optizmo lists) and stream.
     assert len(fast_states) >= 4
+
+
+def _partition_states(state: dict[str, Any]) -> list[dict[str, Any]]:
+    found = []
+    for stream_state in state["bookmarks"].values():
+        found.append(stream_state)
+        found.extend(stream_state.get("partitions") or [])
+    return found
+
+
+def test_tap_batch_files_and_state_are_the_stock_sdks(monkeypatch, tmp_path):
+    def batch_run(folder: Path) -> tuple[list[Any], dict[str, Any]]:
+        folder.mkdir()
+        config = {
+            **base,
+            "batch_config": {
+                "encoding": {"format": "jsonl", "compression": "gzip"},
+                "storage": {"root": f"file://{folder}"},
+                "batch_size": 250,
+            },
+        }
+        messages = run_tap(config)
+        rows = []
+        for message in messages:
+            if message["type"] == "BATCH":
+                for url in message["manifest"]:
+                    with gzip.open(url.removeprefix("file://"), "rt") as handle:
+                        rows += [(message["stream"], json.loads(line)) for line in handle]
+        states = [m["value"] for m in messages if m["type"] == "STATE"]
+        return sorted(rows, key=json.dumps), states[-1]
+
+    with running_sandbox(size=600) as server:
+        base = tap_config(server, checkmarket={"survey_ids": [1001, 1002]})
+        fast_rows, fast_state = batch_run(tmp_path / "fast")
+        with monkeypatch.context() as m:
+            stock_sdk(m)
+            stock_rows, stock_state = batch_run(tmp_path / "stock")
+    assert len(fast_rows) > 600
+    assert fast_rows == stock_rows
+    assert fast_state == stock_state
 
 
 def test_a_record_the_schema_does_not_know_takes_the_sdks_path():
@@ -81,9 +130,8 @@ def test_a_record_the_schema_does_not_know_takes_the_sdks_path():
         name = "s"
         stream_maps: list[Any] = []
         mask: dict[Any, bool] = {}
-        _tap = type("T", (), {"message_writer": None})()
 
-    lines = fastpath.RecordLines(Fake())  # type: ignore[arg-type]
+    lines = record_output.RecordLines(Fake(), writer=None)  # type: ignore[arg-type]
     assert lines.plain is False  # no identity stream map: nothing goes the fast way
     lines.plain = True
     written: list[bytes] = []
@@ -202,7 +250,7 @@ def test_the_sandbox_reads_an_upload_in_one_pass_as_line_by_line(lines, kind, fi
             submitted += 1
             if optizmo_wire.valid_upload_entry(value, kind):
                 entries.append(value)
-    assert _parse_upload(text, kind) == (entries, submitted, submitted - len(entries))
+    assert parse_upload(text, kind) == (entries, submitted, submitted - len(entries))
 
 
 def test_what_was_written_is_remembered_within_a_generation():
@@ -280,5 +328,5 @@ def test_the_sandbox_writes_a_download_as_the_csv_module_does(rows):
     writer = csv.writer(expected)
     writer.writerow(["plain", "hashed", "timestamp"])
     writer.writerows(rows)
-    made = b"".join(_csv_chunks(["plain", "hashed", "timestamp"], iter(rows)))
+    made = b"".join(csv_chunks(["plain", "hashed", "timestamp"], iter(rows)))
     assert made.decode("utf-8") == expected.getvalue()

@@ -13,7 +13,7 @@ import pytest
 from optouts_providers.http import ProviderError
 from optouts_providers.optizmo import wire
 from optouts_sandbox import credentials as C
-from optouts_sandbox.optizmo import AFFILIATES
+from optouts_sandbox.optizmo.lists import AFFILIATES
 from tests.sandbox_support import control, run_cli, run_process, running_sandbox, tap_config
 from tests.test_optizmo import client_for, emulator
 

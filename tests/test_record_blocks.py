@@ -1,5 +1,5 @@
-"""RECORD messages taken a block at a time (reader.py, fastpath.py, sinks.py) do what the
-one-message path does, and a block of emails checked in one pass (normalize.normalize_emails,
+"""RECORD messages taken a block at a time (reader.py, record_blocks.py, sinks.py) do what the
+stock SDK's one-message path does, and a block of emails checked in one pass (normalize.normalize_emails,
 emails_of_block) gives what the record-by-record rules give."""
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from target_optouts.normalize import (
     normalize_emails,
     normalize_record,
 )
+from target_optouts.sdk import SinkHooks
 from target_optouts.target import TargetOptouts
 from tests.sandbox_support import control
 from tests.target_support import (
@@ -226,17 +227,22 @@ def test_records_in_blocks_are_taken_as_one_by_one(sandbox, monkeypatch, tmp_pat
         )
 
     taken: list[int] = []
-    original = TargetOptouts._process_record_block
+    original = TargetOptouts.take_record_block
 
     def counting(self: TargetOptouts, sink: Any, records: list[Any]) -> None:
         taken.append(len(records))
         original(self, sink, records)
 
-    monkeypatch.setattr(TargetOptouts, "_process_record_block", counting)
+    monkeypatch.setattr(TargetOptouts, "take_record_block", counting)
     in_blocks = run("blocks", chunks=as_bytes)
     assert taken and max(taken) == 4 and sum(taken) > 60
-    monkeypatch.setattr(TargetOptouts, "record_taker", lambda self, stream: None)
+    # The stock SDK's path: each RECORD message through Target._process_record_message, and
+    # every per-record step of the sink the SDK's own (target_optouts.sdk.use_stock_sdk).
+    monkeypatch.setattr(TargetOptouts, "record_blocks", False)
+    monkeypatch.setattr(SinkHooks, "speed_hooks", False)
+    taken.clear()
     one_by_one = run("single")
+    assert taken == []
 
     for part, (block, single) in enumerate(zip(in_blocks, one_by_one, strict=True)):
         assert block == single, part

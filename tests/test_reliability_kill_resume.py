@@ -73,7 +73,10 @@ def test_killed_then_resumed_from_the_last_state_loses_nothing(trials, name):
     assert leaked == []
 
 
-def test_sigterm_finishes_the_batch_in_flight_and_emits_its_state(tmp_path):
+@pytest.mark.parametrize("signals", [1, 2], ids=["once", "repeated"])
+def test_sigterm_finishes_the_batch_in_flight_and_emits_its_state(tmp_path, signals):
+    # A repeated signal is a duplicate (Meltano passes it on and the OS sends it to the whole
+    # process group): the batch is still finished and its STATE emitted.
     numbers = new_phones(25, start=500)
     bookmark = {"bookmarks": {"crm_people": {"n": 25}}}
     lines = [*stream_messages("crm_people", [{"phone": n} for n in numbers]), state(bookmark)]
@@ -94,9 +97,13 @@ def test_sigterm_finishes_the_batch_in_flight_and_emits_its_state(tmp_path):
             assert time.monotonic() < deadline and target.poll() is None
             time.sleep(0.02)
         target.send_signal(signal.SIGTERM)
+        if signals == 2:
+            time.sleep(0.05)
+            target.send_signal(signal.SIGTERM)
         stdout, stderr = target.communicate(timeout=60)
         held = set(control(server, "inspect")["slicktext"]["phones"])
     assert target.returncode == 128 + signal.SIGTERM, stderr.decode()[-2000:]
     assert [json.loads(line) for line in stdout.splitlines()] == [bookmark]
     assert set(numbers) <= held
     assert b"signal 15: finishing the batch in flight" in stderr
+    assert (b"signal 15 again: already stopping" in stderr) == (signals == 2)

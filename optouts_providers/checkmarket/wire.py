@@ -1,14 +1,13 @@
-"""CheckMarket API v3 on the wire: paths, headers, the filter grammar, time formats, envelopes.
+"""CheckMarket API v3 on the wire: paths, headers, building a filter, time formats, envelopes.
 
 The client and the sandbox both import this module, so they cannot drift apart
-(see docs/providers/checkmarket.md).
+(see docs/providers/checkmarket.md). The sandbox parses and evaluates filters in
+`optouts_sandbox/checkmarket_query.py`.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -64,85 +63,13 @@ def parse_datetime(value: str) -> datetime:
     return parse_timestamp(value)
 
 
-# -- the filter grammar (checkmarket.md, 'Filter syntax') -----------------------------------
+# -- building a filter (checkmarket.md, 'Filter syntax') -----------------------------------
 class FilterError(ValueError):
     """A filter expression that does not parse or does not fit the data."""
 
 
 OPERATORS = ("eq", "ne", "gt", "ge", "lt", "le")
 Literal = datetime | int | str
-
-_TOKEN = re.compile(
-    r"\s*(?:"
-    r"(?P<datetime>DateTime'(?P<dt>[^']*)')"
-    r"|(?P<string>'(?P<str>(?:[^']|'')*)')"
-    r"|(?P<int>[+-]?\d+)(?![\w.])"
-    r"|(?P<word>[A-Za-z_][A-Za-z0-9_]*)"
-    r")"
-)
-_DATETIME_LITERAL = re.compile(r"^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}:\d{2})?$")
-
-
-@dataclass(frozen=True)
-class Comparison:
-    field: str
-    op: str
-    value: Literal
-
-    def matches(self, row: Mapping[str, Any]) -> bool:
-        actual = row.get(self.field)
-        if actual is None:
-            return self.op == "ne"
-        if isinstance(self.value, datetime) and isinstance(actual, str):
-            actual = parse_datetime(actual)
-        return _compare(actual, self.op, self.value)
-
-
-def _compare(actual: Any, op: str, expected: Literal) -> bool:
-    if op == "eq":
-        return actual == expected
-    if op == "ne":
-        return actual != expected
-    if op == "gt":
-        return actual > expected
-    if op == "ge":
-        return actual >= expected
-    if op == "lt":
-        return actual < expected
-    return actual <= expected
-
-
-@dataclass(frozen=True)
-class Filter:
-    """Comparisons joined by `and`/`or`; `and` binds tighter (no parentheses: 'Filter syntax').
-
-    `groups` is the disjunction of conjunctions: [[a, b], [c]] means `a and b or c`.
-    """
-
-    groups: tuple[tuple[Comparison, ...], ...]
-
-    def comparisons(self) -> Iterator[Comparison]:
-        for group in self.groups:
-            yield from group
-
-    def matches(self, row: Mapping[str, Any]) -> bool:
-        return any(all(c.matches(row) for c in group) for group in self.groups)
-
-    def check_fields(self, types: Mapping[str, type | tuple[type, ...]]) -> None:
-        """Raise FilterError for an unknown field or a literal of the wrong type."""
-        for c in self.comparisons():
-            if c.field not in types:
-                raise FilterError(f"Unknown field '{c.field}' in filter")
-            if not isinstance(c.value, types[c.field]):
-                raise FilterError(
-                    f"Field '{c.field}' cannot be compared with {format_literal(c.value)}"
-                )
-
-    def __str__(self) -> str:
-        return " or ".join(
-            " and ".join(f"{c.field} {c.op} {format_literal(c.value)}" for c in group)
-            for group in self.groups
-        )
 
 
 def format_literal(value: Literal) -> str:
@@ -155,79 +82,22 @@ def format_literal(value: Literal) -> str:
 
 def build_filter(*groups: Sequence[tuple[str, str, Literal]]) -> str:
     """Filter text from groups of (field, op, value): groups are OR-ed, their items AND-ed."""
-    parsed = []
+    texts = []
     for group in groups:
         items = []
         for field, op, value in group:
             if op not in OPERATORS:
                 raise FilterError(f"Unknown operator '{op}'")
-            items.append(Comparison(field, op, value))
+            items.append(f"{field} {op} {format_literal(value)}")
         if not items:
             raise FilterError("Empty filter group")
-        parsed.append(tuple(items))
-    return str(Filter(tuple(parsed)))
+        texts.append(" and ".join(items))
+    return " or ".join(texts)
 
 
 def window_filter(start: datetime, end: datetime) -> str:
     """`DateOptOut ge DateTime'{start}' and DateOptOut lt DateTime'{end}'`."""
     return build_filter([("DateOptOut", "ge", start), ("DateOptOut", "lt", end)])
-
-
-def parse_filter(text: str) -> Filter:
-    """Parse `Field op Literal [(and|or) Field op Literal ...]`."""
-    tokens = list(_tokens(text))
-    if not tokens:
-        raise FilterError("Empty filter")
-    groups: list[tuple[Comparison, ...]] = []
-    current: list[Comparison] = []
-    pos = 0
-    while True:
-        if pos + 3 > len(tokens):
-            raise FilterError(f"Incomplete comparison at the end of filter '{text}'")
-        (k1, field), (k2, op), (k3, value) = tokens[pos : pos + 3]
-        if k1 != "word" or field.lower() in ("and", "or"):
-            raise FilterError(f"Expected a field name in filter, found {field!r}")
-        if k2 != "word" or op not in OPERATORS:
-            raise FilterError(f"Unknown operator {op!r} in filter")
-        if k3 == "word":
-            raise FilterError(f"Expected a literal after '{field} {op}', found {value!r}")
-        current.append(Comparison(field, op, value))
-        pos += 3
-        if pos == len(tokens):
-            break
-        kind, joiner = tokens[pos]
-        if kind != "word" or joiner not in ("and", "or"):
-            raise FilterError(f"Expected 'and' or 'or' in filter, found {joiner!r}")
-        if joiner == "or":
-            groups.append(tuple(current))
-            current = []
-        pos += 1
-    groups.append(tuple(current))
-    return Filter(tuple(groups))
-
-
-def _tokens(text: str) -> Iterator[tuple[str, Any]]:
-    pos = 0
-    text = text.rstrip()
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if not m or m.end() == pos:
-            raise FilterError(f"Cannot parse filter at {text[pos : pos + 20]!r}")
-        pos = m.end()
-        if m.group("datetime"):
-            raw = m.group("dt")
-            if not _DATETIME_LITERAL.match(raw):
-                raise FilterError(f"Invalid DateTime literal '{raw}'")
-            try:
-                yield "literal", parse_timestamp(raw)
-            except ValueError:
-                raise FilterError(f"Invalid DateTime literal '{raw}'") from None
-        elif m.group("string") is not None:
-            yield "literal", m.group("str").replace("''", "'")
-        elif m.group("int"):
-            yield "literal", int(m.group("int"))
-        else:
-            yield "word", m.group("word")
 
 
 # -- other query options --------------------------------------------------------------------
@@ -237,27 +107,6 @@ def option(query: Mapping[str, Sequence[str]], name: str) -> str | None:
         if key in query:
             return query[key][0]
     return None
-
-
-def parse_orderby(text: str) -> list[tuple[str, bool]]:
-    """`Field [asc|desc][, ...]` as (field, descending)."""
-    out = []
-    for part in text.split(","):
-        words = part.split()
-        if not words or len(words) > 2:
-            raise FilterError(f"Invalid orderby '{text}'")
-        direction = words[1].lower() if len(words) == 2 else "asc"
-        if direction not in ("asc", "desc"):
-            raise FilterError(f"Invalid orderby direction '{words[1]}'")
-        out.append((words[0], direction == "desc"))
-    return out
-
-
-def parse_select(text: str) -> list[str]:
-    fields = [f.strip() for f in text.split(",") if f.strip()]
-    if not fields:
-        raise FilterError("Empty select")
-    return fields
 
 
 def query_string(options: Mapping[str, Any]) -> str:

@@ -1,0 +1,70 @@
+"""The connectors with some of their private singer-sdk uses switched off, to measure what each
+buys (benchmarks/README.md, "What each private SDK use buys").
+
+    .venv/bin/python benchmarks/sdk_variants.py VARIANT [bench.py arguments]
+
+runs `bench.py --baseline DIR` where DIR holds a `sitecustomize.py` that applies VARIANT in
+every tap and target process of the "before" version: the same rounds measure the variant and
+the working tree side by side. VARIANT is one of `VARIANTS` (comma-separated to combine).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+VARIANTS = {
+    "tap-stock": "the tap's stream hooks reset to the SDK's (public knobs as they are)",
+    "tap-knobs": "tap-stock, plus TYPE_CONFORMANCE_LEVEL NONE (the public knob)",
+    "tap-stock-writer": "tap-stock, with the SDK's MsgSpecWriter instead of LineWriter",
+    "target-stock": "the target's message hooks and blocks reset to the SDK's",
+    "target-no-blocks": "RECORD messages one at a time through the fast single path",
+}
+
+
+def apply(names: str) -> None:
+    """Called from the generated sitecustomize.py, before the connector starts."""
+    wanted = {n.strip() for n in names.split(",") if n.strip()}
+    if wanted & {"tap-stock", "tap-knobs", "tap-stock-writer"}:
+        from tap_optouts import sdk as tap_sdk
+
+        tap_sdk.use_stock_sdk(knobs="tap-knobs" in wanted)
+        if "tap-stock-writer" in wanted:
+            from singer_sdk.contrib.msgspec import MsgSpecWriter
+
+            from tap_optouts.tap import TapOptouts
+
+            TapOptouts.message_writer_class = MsgSpecWriter
+    if "target-stock" in wanted:
+        from target_optouts import sdk as target_sdk
+
+        target_sdk.use_stock_sdk()
+    if "target-no-blocks" in wanted:
+        from target_optouts import sdk as target_sdk
+
+        target_sdk.use_stock_sdk(blocks_only=True)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0].split(",")[0] not in VARIANTS:
+        print(__doc__)
+        for name, what in VARIANTS.items():
+            print(f"  {name}: {what}")
+        return 2
+    variant, rest = argv[0], argv[1:]
+    folder = Path(tempfile.mkdtemp(prefix="sdk-variant-"))
+    (folder / "sitecustomize.py").write_text(
+        f"import sys\nsys.path.insert(0, {str(HERE)!r})\n"
+        f"import sdk_variants\nsdk_variants.apply({variant!r})\n"
+    )
+    sys.path.insert(0, str(HERE))
+    import bench
+
+    return bench.main(["--baseline", str(folder), "--label", f"variant-{variant}", *rest])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
