@@ -138,7 +138,8 @@ def target_config(sandbox: SandboxProcess, destinations: list[str]) -> dict[str,
     """The target writing to `destinations` (checkmarket, optizmo = the spare email list,
     slicktext (legacy), slicktext-v2). Origins are not skipped: the recorded streams come
     from the providers."""
-    config: dict[str, Any] = {"skip_origin": False}
+    # No ledger: each round writes everything (the ledger's figures set their own).
+    config: dict[str, Any] = {"skip_origin": False, "ledger_url": ""}
     if "checkmarket" in destinations:
         config["checkmarket"] = {
             "base_url": sandbox.base("checkmarket"),

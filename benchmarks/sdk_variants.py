@@ -20,8 +20,8 @@ VARIANTS = {
     "tap-stock": "the tap's stream hooks reset to the SDK's (public knobs as they are)",
     "tap-knobs": "tap-stock, plus TYPE_CONFORMANCE_LEVEL NONE (the public knob)",
     "tap-stock-writer": "tap-stock, with the SDK's MsgSpecWriter instead of LineWriter",
-    "target-stock": "the target's message hooks and blocks reset to the SDK's",
-    "target-no-blocks": "RECORD messages one at a time through the fast single path",
+    "tap-sdk-lines": "the SDK's RECORD messages (_write_record_message), the tap's state hooks",
+    "target-stock": "no record blocks: each RECORD message through the SDK's own path",
 }
 
 
@@ -38,14 +38,16 @@ def apply(names: str) -> None:
             from tap_optouts.tap import TapOptouts
 
             TapOptouts.message_writer_class = MsgSpecWriter
+    if "tap-sdk-lines" in wanted:
+        from singer_sdk import Stream
+
+        from tap_optouts.sdk import StreamHooks
+
+        StreamHooks._write_record_message = Stream._write_record_message  # type: ignore[method-assign]
     if "target-stock" in wanted:
         from target_optouts import sdk as target_sdk
 
         target_sdk.use_stock_sdk()
-    if "target-no-blocks" in wanted:
-        from target_optouts import sdk as target_sdk
-
-        target_sdk.use_stock_sdk(blocks_only=True)
 
 
 def main(argv: list[str]) -> int:
@@ -58,7 +60,9 @@ def main(argv: list[str]) -> int:
     folder = Path(tempfile.mkdtemp(prefix="sdk-variant-"))
     (folder / "sitecustomize.py").write_text(
         f"import sys\nsys.path.insert(0, {str(HERE)!r})\n"
-        f"import sdk_variants\nsdk_variants.apply({variant!r})\n"
+        "try:\n    import tap_optouts, target_optouts\nexcept ImportError:\n"
+        "    pass  # Meltano's own interpreter: nothing to change\nelse:\n"
+        f"    import sdk_variants\n    sdk_variants.apply({variant!r})\n"
     )
     sys.path.insert(0, str(HERE))
     import bench

@@ -34,8 +34,6 @@ if t.TYPE_CHECKING:
 _encoder = msgspec.json.Encoder()
 # Lines of a BATCH file are gathered and written this many at a time.
 BATCH_WRITE_LINES = 4096
-# The record counter (its METRIC lines) is advanced this many records at a time.
-COUNT_EVERY = 10_000
 # RECORD lines are written to stdout in blocks of about this size.
 OUTPUT_BLOCK_BYTES = 1 << 16
 

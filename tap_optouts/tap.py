@@ -18,7 +18,6 @@ from optouts_providers.redact import install_log_redaction, register_secret
 from optouts_providers.settings import config_error_line
 from optouts_providers.slicktext.client import check_one_api
 from optouts_providers.timeutil import utc_now
-from tap_optouts.progress import RunSummary, log_run_summary
 from tap_optouts.record_output import LineWriter
 from tap_optouts.startup import (
     StateError,
@@ -27,6 +26,7 @@ from tap_optouts.startup import (
     parse_state,
 )
 from tap_optouts.streams import STREAM_TYPES
+from tap_optouts.sync_report import RunSummary, log_run_summary
 
 if t.TYPE_CHECKING:
     from datetime import datetime

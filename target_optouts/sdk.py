@@ -23,22 +23,19 @@ of its files (singer-sdk 0.54 has them in `singer_sdk.helpers._batch` only).
 - `_validate_and_parse`: a record failing the schema is remembered and rejected by
   `process_record`; the SDK logs a traceback and stops the run, or lets it through. Timestamps
   are not parsed: no field but the addresses is used, and a bad date must not stop an opt-out.
-- `_remove_sdc_metadata_from_record`, `_singer_validate_message`, `_after_process_record`: the
-  SDK's, skipped when they have nothing to do (no `_sdc` field, the key properties present, no
-  DEBUG logging): about a third of the per-record cost (benchmarks/README.md).
-- read: `_validator` (the validator `get_validator` made), `_key_properties`.
+  A block already validated as a whole is not validated again record by record.
+- called, for the records of BATCH files (which the SDK's per-message path never sees):
+  `_remove_sdc_metadata_from_record`, `_singer_validate_message`.
 
 `SDK_SOURCES` holds a digest of the source of every SDK function named above, for the pinned
 singer-sdk: the test fails when an upgrade changes one, and names what to re-read.
-`use_stock_sdk` switches the speed-only hooks off (the equivalence tests, benchmarks).
+`use_stock_sdk` switches the record blocks off (the equivalence tests, benchmarks).
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import inspect
-import logging
 import typing as t
 
 from singer_sdk import Target
@@ -84,11 +81,9 @@ SDK_SOURCES = {
     "singer_sdk.target_base.Target._handle_termination": "0d610b822293792b",
     "singer_sdk.target_base.Target._handle_max_record_age": "5762750ab1035404",
     "singer_sdk.target_base.Target.drain_all": "1da0109210d345c4",
-    "singer_sdk.sinks.core.Sink.__init__": "8013bcca4771f0ee",
     "singer_sdk.sinks.core.Sink._validate_and_parse": "970aadabcc4da8c7",
     "singer_sdk.sinks.core.Sink._remove_sdc_metadata_from_record": "7cd9e5fb192f13ec",
     "singer_sdk.sinks.core.Sink._singer_validate_message": "018b08ee7f624f61",
-    "singer_sdk.sinks.core.Sink._after_process_record": "185b5536ec21f7fb",
 }
 
 
@@ -164,23 +159,15 @@ class TargetHooks(Target):
 
 
 class SinkHooks(BatchSink):
-    """The private Sink methods the sink overrides or reads (see the module docstring)."""
+    """The private Sink methods the sink overrides or calls (see the module docstring)."""
 
-    speed_hooks: t.ClassVar[bool] = True  # False: the SDK's own steps, every record
     invalid_reason: str | None = None  # why the record being processed failed the schema
     block_valid = False  # the records being taken were validated as a block
-
-    @property
-    def validator(self) -> BaseJSONSchemaValidator | None:
-        return self._validator
-
-    @functools.cached_property
-    def key_set(self) -> frozenset[str]:
-        return frozenset(self._key_properties or ())
+    record_validator: BaseJSONSchemaValidator | None = None  # what get_validator made
 
     def _validate_and_parse(self, record: dict) -> dict:
         self.invalid_reason = None
-        if self._validator is not None and not self.block_valid:
+        if self.record_validator is not None and not self.block_valid:
             self.invalid_reason = self.schema_problem(record)
         return record
 
@@ -188,35 +175,23 @@ class SinkHooks(BatchSink):
         """Why the record fails the schema (None: it does not)."""
         raise NotImplementedError
 
-    def _remove_sdc_metadata_from_record(self, record: dict) -> None:
-        if not self.speed_hooks or not SDC_FIELDS.isdisjoint(record):
-            super()._remove_sdc_metadata_from_record(record)
-
-    def _singer_validate_message(self, record: dict) -> None:
-        if not self.speed_hooks or not self.key_set <= record.keys():
-            super()._singer_validate_message(record)
-
-    def _after_process_record(self, context: dict) -> None:
-        if not self.speed_hooks or self.logger.isEnabledFor(logging.DEBUG):
-            super()._after_process_record(context)
+    def validate_and_parse(self, record: dict) -> dict:
+        return self._validate_and_parse(record)
 
     def remove_sdc_fields(self, record: dict) -> None:
-        """The SDK's step before validation: a record's `_sdc` fields dropped."""
-        self._remove_sdc_metadata_from_record(record)
+        """The SDK's step before validation, for a BATCH file's record: `_sdc` fields dropped."""
+        if not SDC_FIELDS.isdisjoint(record):  # the SDK's pops each of them, every record
+            self._remove_sdc_metadata_from_record(record)
 
     def check_key_properties(self, record: dict) -> None:
         """The SDK's check (MissingKeyPropertiesError) that the record has its keys."""
         self._singer_validate_message(record)
 
-    def validate_and_parse(self, record: dict) -> dict:
-        return self._validate_and_parse(record)
-
 
 def use_stock_sdk() -> None:
-    """The SDK's own record path: no record blocks (each RECORD message through the SDK's
-    `_process_record_message`), every per-record SDK step run. For the equivalence tests and
-    the benchmark of what the hooks buy."""
-    SinkHooks.speed_hooks = False
+    """The SDK's own record path: no record blocks, each RECORD message through the SDK's
+    `_process_record_message`. For the equivalence tests and the benchmark of what the blocks
+    buy."""
     from target_optouts.target import TargetOptouts
 
     TargetOptouts.record_blocks = False

@@ -67,7 +67,7 @@ class OptoutsSink(SinkHooks):
         self.region = str(self.config.get("default_phone_region") or "US").upper()
         self._part: list[OptOut] = []
         # Where a valid record's addresses are (a closed schema's fields); None: look.
-        self._layout = schema_layout(self.schema) if self.validator is not None else None
+        self._layout = schema_layout(self.schema) if self.record_validator is not None else None
         # What the ledger keeps of a record beside its addresses: when it opted out at its
         # origin (the stream's replication key) and, for an Optizmo stream, the list.
         self._at_field, self._list_field = ledger_fields(
@@ -75,17 +75,19 @@ class OptoutsSink(SinkHooks):
         )
 
     def get_validator(self) -> BaseJSONSchemaValidator | None:
-        return FastJSONSchemaValidator(self.schema) if self.validate_schema else None
+        validator = FastJSONSchemaValidator(self.schema) if self.validate_schema else None
+        self.record_validator = validator
+        return validator
 
     def schema_problem(self, record: dict) -> str | None:
         try:
-            self.validator.validate(record)  # type: ignore[union-attr]
+            self.record_validator.validate(record)  # type: ignore[union-attr]
         except InvalidRecord as exc:
             return f"schema: {exc.error_message}"
         return None
 
     def _all_valid(self, records: list[t.Any]) -> bool:
-        validator = self.validator
+        validator = self.record_validator
         return isinstance(validator, FastJSONSchemaValidator) and validator.all_valid(records)
 
     def process_record(self, record: dict, context: dict) -> None:
@@ -156,9 +158,12 @@ class OptoutsSink(SinkHooks):
         the SDK's path does to each (its `_sdc` fields dropped first), a block at a time."""
         if self._may_carry_sdc:
             for record in records:
-                if not SDC_FIELDS.isdisjoint(record):
-                    self.remove_sdc_fields(record)
+                self.remove_sdc_fields(record)
         self._take_block(records)
+
+    @functools.cached_property
+    def key_set(self) -> frozenset[str]:
+        return frozenset(self.key_properties or ())
 
     @functools.cached_property
     def _may_carry_sdc(self) -> bool:

@@ -1,6 +1,6 @@
 """RECORD messages taken a block at a time (reader.py, record_blocks.py, sinks.py) do what the
-stock SDK's one-message path does, and a block of emails checked in one pass (normalize.normalize_emails,
-emails_of_block) gives what the record-by-record rules give."""
+stock SDK's one-message path does, and a block of emails checked in one pass
+(normalize.normalize_emails, emails_of_block) gives what the record-by-record rules give."""
 
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ from target_optouts.normalize import (
     normalize_emails,
     normalize_record,
 )
-from target_optouts.sdk import SinkHooks
 from target_optouts.target import TargetOptouts
 from tests.sandbox_support import control
 from tests.target_support import (
@@ -236,10 +235,9 @@ def test_records_in_blocks_are_taken_as_one_by_one(sandbox, monkeypatch, tmp_pat
     monkeypatch.setattr(TargetOptouts, "take_record_block", counting)
     in_blocks = run("blocks", chunks=as_bytes)
     assert taken and max(taken) == 4 and sum(taken) > 60
-    # The stock SDK's path: each RECORD message through Target._process_record_message, and
-    # every per-record step of the sink the SDK's own (target_optouts.sdk.use_stock_sdk).
+    # The stock SDK's path: each RECORD message through the SDK's own
+    # Target._process_record_message and its per-record sink steps (sdk.use_stock_sdk).
     monkeypatch.setattr(TargetOptouts, "record_blocks", False)
-    monkeypatch.setattr(SinkHooks, "speed_hooks", False)
     taken.clear()
     one_by_one = run("single")
     assert taken == []

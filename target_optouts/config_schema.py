@@ -6,6 +6,7 @@ from typing import Any
 
 from singer_sdk import typing as th
 
+from optouts_providers import optizmo
 from optouts_providers import settings as shared
 from target_optouts.ledger.store import DEFAULT_URL as DEFAULT_LEDGER_URL
 from target_optouts.lines import DEFAULT_MAX_LINE_BYTES
@@ -57,7 +58,7 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
             th.Property(
                 "collect_base_url",
                 th.StringType,
-                default="https://collect.optoutsystem.com",
+                default=optizmo.DEFAULT_COLLECT_BASE_URL,
                 description="Collect API host (single opt-outs).",
             ),
             shared.optizmo_api_key(),
