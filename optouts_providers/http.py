@@ -4,20 +4,26 @@
   resolved against it (CheckMarket) or fetched with no credential at all (pre-signed URLs).
 - `http://` is refused except on loopback.
 - 429, 5xx, connection resets and timeouts are retried with exponential backoff and full
-  jitter (python-backoff), honouring `Retry-After` (seconds or HTTP date) and the provider's
-  rate-limit reset header; a server-given wait is never shortened by jitter.
+  jitter (python-backoff; the waits in retries.py), honouring `Retry-After` (seconds or HTTP
+  date) and the provider's rate-limit reset header; a server-given wait is never shortened by
+  jitter.
 - Two caps on waiting, both failing with a message that says which cap: one request may wait
   at most `RetryPolicy.max_wait_seconds`, and the whole process at most its `WaitBudget`
   (retry waits and exhausted rate-limit windows, summed over every client; steady pacing is
   not counted).
-- Any other 4xx fails with a `ProviderError` naming the provider, the endpoint and the status,
-  with secrets masked. So does an answer that is not what an API answers: a 2xx HTML page, a
-  body that is not JSON, JSON of the wrong shape (`MalformedAnswerError`, not retried).
+- Any other 4xx fails with a `ProviderError` naming the provider, the endpoint
+  and the status, with secrets masked. So does an answer that is not what an API answers: a
+  2xx HTML page, a body that is not JSON, JSON of the wrong shape (`MalformedAnswerError`, not
+  retried).
 - A `Pacer` (throttle.py) keeps requests inside the provider's windows and sleeps when the
   provider says a window is spent, so that 429s are the exception, not the way the limit is
   found.
 - Every request, answered or not, is one SDK `http_request_duration` metric (provider,
   method, endpoint, status), as the SDK's own REST streams log it.
+
+A request is a `Call`; `ProviderSession._send` tries it until it is answered or retrying must
+stop, and each try is: wait for the pacer's slot (`_pace`), send (`_transmit`), judge the
+answer (`_judge`).
 """
 
 from __future__ import annotations
@@ -26,9 +32,8 @@ import email.utils
 import ipaddress
 import logging
 import math
-import random
 import time
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -41,6 +46,8 @@ from requests.adapters import HTTPAdapter
 from singer_sdk import metrics
 
 from optouts_providers.redact import redact, strip_query
+from optouts_providers.retries import Retrying
+from optouts_providers.retries import RetryPolicy as RetryPolicy
 from optouts_providers.throttle import CallStats as CallStats
 from optouts_providers.throttle import Pacer as Pacer
 from optouts_providers.throttle import RateHeaders as RateHeaders
@@ -174,22 +181,21 @@ def log_request_metric(
     metrics.log(metrics.get_metrics_logger(), point)
 
 
-def _full_jitter(policy: RetryPolicy, attempt: int, server_wait: float | None) -> float:
-    """The wait before retry `attempt`: full-jitter exponential, or the server's wait plus a
-    little (jitter only lengthens a server-given wait)."""
-    if server_wait is not None:
-        return server_wait + random.uniform(0, min(1.0, 0.1 * server_wait + 0.05))
-    return random.uniform(0, min(policy.cap_seconds, policy.base_seconds * policy.factor**attempt))
+@dataclass(frozen=True)
+class Call:
+    """One request as its caller asked for it."""
 
-
-@dataclass
-class RetryPolicy:
-    max_tries: int = 8
-    base_seconds: float = 0.5
-    factor: float = 2.0
-    cap_seconds: float = 60.0
-    # The longest one request may keep retrying (waits and tries together).
-    max_wait_seconds: float = 900.0
+    method: str
+    url: str
+    endpoint: str  # what errors, logs and metrics name
+    auth: Any
+    params: Any = None
+    json: Any = None
+    data: Any = None
+    headers: Mapping[str, str] | None = None
+    ok: frozenset[int] = frozenset()  # statuses handed back to the caller, not raised
+    stream: bool = False
+    retry: bool = True
 
 
 def http_options(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -322,7 +328,19 @@ class ProviderSession:
         download is not ready). Everything below 300 is always returned.
         """
         url = self.url(path)
-        return self._send(method, url, self._auth, params, json, data, headers, ok, stream)
+        call = Call(
+            method,
+            url,
+            self.endpoint(url),
+            self._auth,
+            params=params,
+            json=json,
+            data=data,
+            headers=headers,
+            ok=frozenset(ok),
+            stream=stream,
+        )
+        return self._send(call)
 
     def request_unauthenticated(
         self,
@@ -337,96 +355,51 @@ class ProviderSession:
     ) -> requests.Response:
         """Fetch a pre-signed URL: no credential header, the URL's signature masked in logs."""
         check_url(url)
-        return self._send(
-            method, url, _NoCredentials(), None, None, data, headers, ok, stream, retry=retry
+        call = Call(
+            method,
+            url,
+            self.endpoint(url),
+            _NoCredentials(),
+            data=data,
+            headers=headers,
+            ok=frozenset(ok),
+            stream=stream,
+            retry=retry,
         )
+        return self._send(call)
 
-    def _send(
-        self,
-        method: str,
-        url: str,
-        auth: Any,
-        params: Any,
-        json: Any,
-        data: Any,
-        headers: Mapping[str, str] | None,
-        ok: Iterable[int],
-        stream: bool,
-        retry: bool = True,
-    ) -> requests.Response:
-        ok_statuses = frozenset(ok)
-        endpoint = self.endpoint(url)
+    def _send(self, call: Call) -> requests.Response:
+        """Try `call` until it is answered, retrying what is worth retrying (429, 5xx, a
+        reset, a timeout) until the tries, the request's wait cap or the budget run out."""
+        if not call.retry:
+            return self._try(call)
+        retrying = Retrying(
+            self.provider, call.method, call.endpoint, self.retry, self.budget, self.stats
+        )
+        try:
+            for attempt in backoff.retry_context(
+                RetryableProviderError,
+                retrying.waits,
+                max_tries=self.retry.max_tries,
+                jitter=None,  # `waits` jitters: a server-given wait is only ever lengthened
+                on_backoff=retrying.before_retry,
+                logger=None,
+            ):
+                with attempt:
+                    return self._try(call)
+        except RetryableProviderError as last:
+            stopped = WaitBudgetExceeded if retrying.budget_ran_out else RetriesExhausted
+            detail = retrying.gave_up(last.detail)
+            raise stopped(self.provider, call.method, call.endpoint, last.status, detail) from None
+        raise AssertionError("retry_context ends by returning or raising")
 
-        def once() -> requests.Response:
-            slot = self._pace(method, endpoint)
-            self.stats.requests += 1
-            started = time.monotonic()
-            try:
-                response = self.session.request(
-                    method,
-                    url,
-                    params=params,
-                    json=json,
-                    data=data,
-                    headers=headers,
-                    auth=auth,
-                    timeout=self.timeout,
-                    stream=stream,
-                    allow_redirects=False,
-                )
-            except (
-                requests.ConnectionError,
-                requests.Timeout,
-                requests.exceptions.ChunkedEncodingError,
-            ) as exc:
-                self.pacer.answered(slot, None)
-                log_request_metric(
-                    self.provider, method, endpoint, None, time.monotonic() - started
-                )
-                raise RetryableProviderError(
-                    self.provider, method, endpoint, detail=type(exc).__name__
-                ) from None
-            log_request_metric(
-                self.provider, method, endpoint, response.status_code, time.monotonic() - started
-            )
-            self.pacer.answered(slot, response)
-            response._optouts_where = (self.provider, method, endpoint)  # type: ignore[attr-defined]
-            status = response.status_code
-            self.stats.by_status[status] = self.stats.by_status.get(status, 0) + 1
-            if status < 300:
-                if "html" in response.headers.get("Content-Type", "").lower():
-                    response.close()
-                    raise MalformedAnswerError(
-                        self.provider,
-                        method,
-                        endpoint,
-                        status,
-                        "the answer is an HTML page, not the API's (a proxy or maintenance "
-                        "page, or a base_url that is not the API)",
-                    )
-                return response
-            if status in ok_statuses:
-                return response
-            detail = self._error_detail(response)
-            response.close()
-            if status in RETRY_STATUSES:
-                if status == 429:
-                    self.stats.rate_limited += 1
-                raise RetryableProviderError(
-                    self.provider,
-                    method,
-                    endpoint,
-                    status,
-                    detail,
-                    wait_seconds=self._server_wait(response),
-                )
-            raise ProviderError(self.provider, method, endpoint, status, detail)
+    def _try(self, call: Call) -> requests.Response:
+        """One try: wait for the pacer's slot, send, and judge the answer."""
+        slot = self._pace(call)
+        response = self._transmit(call, slot)
+        return self._judge(call, response)
 
-        if not retry:
-            return once()
-        return self._with_retries(once, method, endpoint)
-
-    def _pace(self, method: str, endpoint: str) -> Slot:
+    def _pace(self, call: Call) -> Slot:
         """Take the pacer's next slot and wait for it; a spent window counts on the budget."""
         slot = self.pacer.reserve_slot()
         if slot.blocked > 0:
@@ -435,8 +408,8 @@ class ProviderSession:
                 self.pacer.answered(slot, None)
                 raise WaitBudgetExceeded(
                     self.provider,
-                    method,
-                    endpoint,
+                    call.method,
+                    call.endpoint,
                     detail=f"the rate-limit window is spent for {slot.blocked:.1f}s more and "
                     + budget.describe(),
                 )
@@ -445,12 +418,80 @@ class ProviderSession:
                 "%s throttle: waiting_seconds=%.1f reason=rate_limit_window request=%s %s",
                 self.provider,
                 slot.wait,
-                method,
-                endpoint,
+                call.method,
+                call.endpoint,
             )
         self.pacer.wait(slot)
         self.stats.throttled_seconds += slot.wait
         return slot
+
+    def _transmit(self, call: Call, slot: Slot) -> requests.Response:
+        """Send the request; count it, time it, and tell the pacer how it went. No answer
+        (a reset, a timeout, a body cut short) is retryable."""
+        self.stats.requests += 1
+        started = time.monotonic()
+        try:
+            response = self.session.request(
+                call.method,
+                call.url,
+                params=call.params,
+                json=call.json,
+                data=call.data,
+                headers=call.headers,
+                auth=call.auth,
+                timeout=self.timeout,
+                stream=call.stream,
+                allow_redirects=False,
+            )
+        except (
+            requests.ConnectionError,
+            requests.Timeout,
+            requests.exceptions.ChunkedEncodingError,
+        ) as exc:
+            self.pacer.answered(slot, None)
+            self._metric(call, None, started)
+            raise RetryableProviderError(
+                self.provider, call.method, call.endpoint, detail=type(exc).__name__
+            ) from None
+        self._metric(call, response.status_code, started)
+        self.pacer.answered(slot, response)
+        response._optouts_where = (self.provider, call.method, call.endpoint)  # type: ignore[attr-defined]
+        status = response.status_code
+        self.stats.by_status[status] = self.stats.by_status.get(status, 0) + 1
+        return response
+
+    def _judge(self, call: Call, response: requests.Response) -> requests.Response:
+        """The answer, when it is one the caller takes (below 300, or a status in `ok`);
+        else the error it is: retryable (429, 5xx, with the server's wait) or not."""
+        status = response.status_code
+        if status < 300:
+            if "html" in response.headers.get("Content-Type", "").lower():
+                response.close()
+                raise MalformedAnswerError(
+                    self.provider,
+                    call.method,
+                    call.endpoint,
+                    status,
+                    "the answer is an HTML page, not the API's (a proxy or maintenance "
+                    "page, or a base_url that is not the API)",
+                )
+            return response
+        if status in call.ok:
+            return response
+        detail = self._error_detail(response)
+        response.close()
+        if status not in RETRY_STATUSES:
+            raise ProviderError(self.provider, call.method, call.endpoint, status, detail)
+        if status == 429:
+            self.stats.rate_limited += 1
+        raise RetryableProviderError(
+            self.provider,
+            call.method,
+            call.endpoint,
+            status,
+            detail,
+            wait_seconds=self._server_wait(response),
+        )
 
     def _server_wait(self, response: requests.Response) -> float | None:
         """Retry-After, else (on 429) the rate-limit reset header."""
@@ -459,72 +500,10 @@ class ProviderSession:
             wait = self.pacer.headers.reset_seconds(response.headers, time.time())
         return wait
 
-    def _with_retries(
-        self, once: Callable[[], requests.Response], method: str, endpoint: str
-    ) -> requests.Response:
-        policy = self.retry
-        budget = self.budget
-        started = time.monotonic()
-        # Why the wait generator stopped (a cap), for the final error.
-        stop: dict[str, Any] = {}
-
-        def waits() -> Generator[float, BaseException | None, None]:
-            attempt = 0
-            exc = yield 0.0
-            while True:
-                wait = _full_jitter(policy, attempt, getattr(exc, "wait_seconds", None))
-                elapsed = time.monotonic() - started
-                if elapsed + wait > policy.max_wait_seconds:
-                    stop["why"] = (
-                        f"waiting {wait:.1f}s more would pass max_retry_wait_seconds="
-                        f"{policy.max_wait_seconds:g} for this request"
-                    )
-                    return
-                if not budget.allows(wait):
-                    stop["kind"] = WaitBudgetExceeded
-                    stop["why"] = f"waiting {wait:.1f}s more: {budget.describe()}"
-                    return
-                attempt += 1
-                exc = yield wait
-
-        def on_backoff(details: Any) -> None:
-            wait = float(details.get("wait") or 0.0)
-            budget.spend(wait)
-            self.stats.retries += 1
-            self.stats.throttled_seconds += wait
-            self.stats.retry_wait_seconds += wait
-            exc = details.get("exception")
-            logger.info(
-                "%s: retrying %s %s in %.2fs (try %d): %s",
-                self.provider,
-                method,
-                endpoint,
-                wait,
-                details.get("tries", 0),
-                redact(exc) if exc else "",
-            )
-
-        def on_giveup(details: Any) -> None:
-            exc = details.get("exception")
-            kind = stop.get("kind", RetriesExhausted)
-            why = stop.get("why", f"max_tries={policy.max_tries} reached")
-            last = exc.detail if isinstance(exc, ProviderError) and exc.detail else ""
-            detail = f"{last}; " if last else ""
-            detail += f"gave up after {details.get('tries', 0)} tries: {why}"
-            raise kind(
-                self.provider, method, endpoint, getattr(exc, "status", None), detail
-            ) from None
-
-        call = backoff.on_exception(
-            waits,
-            RetryableProviderError,
-            max_tries=policy.max_tries,
-            jitter=None,
-            on_backoff=on_backoff,
-            on_giveup=on_giveup,
-            logger=None,
-        )(once)
-        return call()
+    def _metric(self, call: Call, status: int | None, started: float) -> None:
+        log_request_metric(
+            self.provider, call.method, call.endpoint, status, time.monotonic() - started
+        )
 
     def close(self) -> None:
         self.session.close()

@@ -11,7 +11,6 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
-from optouts_providers.errors import RetriesExhausted, RetryableProviderError, WaitBudgetExceeded
 from optouts_providers.redact import redact
 from optouts_providers.throttle import CallStats, WaitBudget
 
@@ -32,8 +31,8 @@ class Retrying:
     """One call's retries, as python-backoff drives them: `waits` is its wait generator
     (full-jitter exponential, or the server's wait a little lengthened: jitter never shortens
     it), which stops where waiting would pass the request's cap (`max_wait_seconds`) or the
-    process's `WaitBudget`; `before_retry` is its `on_backoff` handler; `gave_up` is the error
-    that ends the call, saying which limit stopped it."""
+    process's `WaitBudget`; `before_retry` is its `on_backoff` handler; `gave_up` says, for the
+    error that ends the call, which limit stopped it."""
 
     def __init__(
         self,
@@ -52,7 +51,7 @@ class Retrying:
         self.stats = stats
         self.started = time.monotonic()
         self.tries = 1
-        self.stopped_by: type[RetriesExhausted] = RetriesExhausted
+        self.budget_ran_out = False  # else the tries or the request's cap did
         self.why = f"max_tries={policy.max_tries} reached"
 
     def waits(self) -> Generator[float, BaseException | None, None]:
@@ -67,7 +66,7 @@ class Retrying:
                 )
                 return
             if not self.budget.allows(wait):
-                self.stopped_by = WaitBudgetExceeded
+                self.budget_ran_out = True
                 self.why = f"waiting {wait:.1f}s more: {self.budget.describe()}"
                 return
             self.tries += 1
@@ -99,7 +98,7 @@ class Retrying:
             redact(failure) if failure else "",
         )
 
-    def gave_up(self, last: RetryableProviderError) -> RetriesExhausted:
-        detail = f"{last.detail}; " if last.detail else ""
-        detail += f"gave up after {self.tries} tries: {self.why}"
-        return self.stopped_by(self.provider, self.method, self.endpoint, last.status, detail)
+    def gave_up(self, last_detail: str) -> str:
+        """The detail of the error that ends the call: the last failure, and why it stopped."""
+        detail = f"{last_detail}; " if last_detail else ""
+        return detail + f"gave up after {self.tries} tries: {self.why}"

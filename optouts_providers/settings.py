@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from singer_sdk import typing as th
 
+from optouts_providers import checkmarket, optizmo, slicktext
+
 
 # -- CheckMarket -----------------------------------------------------------------------------
 def checkmarket_base_url() -> th.Property:
     return th.Property(
         "base_url",
         th.StringType,
-        default="https://api-eu.agileresearch.medallia.com",
+        default=checkmarket.DEFAULT_BASE_URL,
         description="API host of the account's region (api-eu, api-us, api-ca).",
     )
 
@@ -41,8 +43,8 @@ def slicktext_base_url() -> th.Property:
     return th.Property(
         "base_url",
         th.StringType,
-        description="Default: https://api.slicktext.com/v1 (legacy keys) or "
-        "https://dev.slicktext.com/v1 (new-API key).",
+        description=f"Default: {slicktext.LEGACY_DEFAULT_BASE_URL} (legacy keys) or "
+        f"{slicktext.V2_DEFAULT_BASE_URL} (new-API key).",
     )
 
 
@@ -101,7 +103,7 @@ def optizmo_base_url() -> th.Property:
     return th.Property(
         "base_url",
         th.StringType,
-        default="https://api.optizmo.com",
+        default=optizmo.DEFAULT_BASE_URL,
         description="SUPPRESS API host.",
     )
 

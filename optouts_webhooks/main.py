@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import requests
 import uvicorn
 
+from optouts_providers import checkmarket
 from optouts_providers.checkmarket import webhooks as cm_hooks
 from optouts_providers.checkmarket import wire as cm_wire
 from optouts_providers.redact import install_log_redaction, redact
@@ -113,10 +114,9 @@ def register(config: dict[str, Any], token: str, public_url: str) -> int:
         raise ConfigError("--public-url must be https:// (http only on loopback, for tests)")
     base = public_url.rstrip("/")
     cm = config.get("checkmarket") or {}
-    if cm.get("master_key") and cm.get("key"):
-        url = f"{cm.get('base_url') or 'https://api-eu.agileresearch.medallia.com'}"
+    if checkmarket.configured(cm):
         response = requests.post(
-            f"{url.rstrip('/')}/{cm_hooks.HOOKS_PATH}",
+            f"{checkmarket.base_url(cm).rstrip('/')}/{cm_hooks.HOOKS_PATH}",
             json=cm_hooks.hook_body(f"{base}/webhooks/checkmarket/{token}"),
             headers={
                 cm_wire.MASTER_KEY_HEADER: cm["master_key"],

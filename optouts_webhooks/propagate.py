@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from optouts_providers.redact import redact
-from target_optouts.destinations import Destinations
+from target_optouts.destinations import Destinations, NoDestinationError
 from target_optouts.ledger.inbox import Inbox, Pending
 from target_optouts.normalize import PROVIDERS, origin_provider
 from target_optouts.rejects import Rejects
@@ -48,14 +48,10 @@ def provider_config(config: Mapping[str, Any], provider: str) -> dict[str, Any]:
 def build_for(config: Mapping[str, Any], provider: str, rejects: Rejects) -> Destinations | None:
     """`provider`'s Destinations; None when it is not configured. A half-configured
     provider is an error (ValueError), as in the target."""
-    if not config.get(provider):
-        return None
     try:
         destinations = build_destinations(provider_config(config, provider), rejects)
-    except ValueError as exc:
-        if str(exc).startswith("No destination is configured"):
-            return None
-        raise
+    except NoDestinationError:
+        return None
     if destinations.ledger is not None:
         # A long-lived writer beside the other workers and the receiver: commit at once.
         destinations.ledger.ledger.defer_commits = False

@@ -19,11 +19,8 @@ from optouts_providers.checkmarket.client import CheckMarketClient
 from optouts_providers.http import ProviderError
 from optouts_providers.pageguard import PagingLoopError
 from optouts_providers.redact import register_secret
-from optouts_providers.slicktext.client import (
-    BOTH_APIS_MESSAGE,
-    SlickTextLegacyClient,
-    SlickTextV2Client,
-)
+from optouts_providers.slicktext import BOTH_APIS_MESSAGE
+from optouts_providers.slicktext.client import SlickTextLegacyClient, SlickTextV2Client
 from optouts_sandbox import credentials as C
 from tap_optouts.startup import redacted_exception
 from tap_optouts.tap import TapOptouts

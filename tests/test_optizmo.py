@@ -14,12 +14,10 @@ from hypothesis import strategies as st
 
 from optouts_providers.http import ProviderError, RetryableProviderError, RetryPolicy
 from optouts_providers.optizmo import wire
-from optouts_providers.optizmo.client import (
-    DOWNLOAD_ATTEMPTS,
-    OptizmoClient,
-    OptizmoImportError,
-    _timestamp,
-)
+from optouts_providers.optizmo.bulk import OptizmoImportError
+from optouts_providers.optizmo.client import OptizmoClient
+from optouts_providers.optizmo.files import file_timestamp
+from optouts_providers.optizmo.storage import DOWNLOAD_ATTEMPTS
 from optouts_providers.timeutil import to_rfc3339
 from optouts_sandbox import credentials as C
 from optouts_sandbox.optizmo import OptizmoEmulator
@@ -575,6 +573,6 @@ def test_file_timestamps_read_exactly_as_to_rfc3339_writes_them(moment):
     moment = moment.replace(microsecond=0)
     expected = to_rfc3339(moment.replace(tzinfo=UTC))
     for raw in (moment.strftime("%Y-%m-%d %H:%M:%S"), expected, moment.isoformat() + "+00:00"):
-        assert _timestamp(raw, "https://storage.example/x") == expected
+        assert file_timestamp(raw, "https://storage.example/x") == expected
     with pytest.raises(ProviderError):
-        _timestamp("2025-W43-1T17:15:29x", "https://storage.example/x")
+        file_timestamp("2025-W43-1T17:15:29x", "https://storage.example/x")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from optouts_providers.http import ProviderError
-from optouts_providers.optizmo.client import MAX_LINE_BYTES
+from optouts_providers.optizmo.files import MAX_LINE_BYTES
 from optouts_sandbox import credentials as C
 from tests.sandbox_support import BIN, running_sandbox, tap_config
 from tests.test_optizmo import client_for, read

@@ -15,12 +15,8 @@ import pytest
 import requests
 
 from optouts_providers.http import ProviderError, RetryPolicy
-from optouts_providers.slicktext import wire
-from optouts_providers.slicktext.client import (
-    SlickTextLegacyClient,
-    SlickTextV2Client,
-    slicktext_client_from_config,
-)
+from optouts_providers.slicktext import client_from_config, wire
+from optouts_providers.slicktext.client import SlickTextLegacyClient, SlickTextV2Client
 from optouts_providers.timeutil import (
     PACIFIC,
     is_ambiguous_pacific,
@@ -193,20 +189,20 @@ def test_ambiguous_wall_time_maps_to_first_pass_unless_only_second_is_in_window(
 
 def test_client_from_config_picks_the_api_and_caps_the_page_size():
     legacy_settings = {"public_key": "pub_x1234", "private_key": "priv_x1234", "page_size": 50000}
-    client = slicktext_client_from_config(legacy_settings)
+    client = client_from_config(legacy_settings, {})
     assert isinstance(client, SlickTextLegacyClient)
     assert client.page_size == wire.MAX_PAGE_SIZE
     assert client.session.base_url == "https://api.slicktext.com/v1/"
     assert client.optout_action == "OPTOUT"
-    new = slicktext_client_from_config({"api_key": "key_abcd1234", "requests_per_second": 4})
+    new = client_from_config({"api_key": "key_abcd1234", "requests_per_second": 4}, {})
     assert isinstance(new, SlickTextV2Client)
     assert new.session.base_url == "https://dev.slicktext.com/v1/"
     assert new.session.pacer.windows == [(4, 1.0)]  # 4 a second, counted from the answers
-    assert slicktext_client_from_config({"api_key": "key_abcd1234"}).page_size == 10000
+    assert client_from_config({"api_key": "key_abcd1234"}, {}).page_size == 10000
     with pytest.raises(ValueError, match="private_key"):
-        slicktext_client_from_config({"public_key": "pub_x1234"})
+        client_from_config({"public_key": "pub_x1234"}, {})
     with pytest.raises(ValueError, match="api_key"):
-        slicktext_client_from_config({})
+        client_from_config({}, {})
 
 
 # -- the legacy emulator ---------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +30,7 @@ from optouts_providers.http import (
 from optouts_providers.pageguard import PageGuard
 from optouts_providers.redact import register_secret
 from optouts_providers.results import WriteResult
+from optouts_providers.slicktext import check_one_api as check_one_api  # tap_optouts.tap's import
 from optouts_providers.slicktext import wire
 from optouts_providers.timeutil import to_rfc3339
 
@@ -57,7 +58,7 @@ class _ItemsPaginator(OffsetPaginator):
         raise NotImplementedError
 
     def get_next(self, response: requests.Response) -> int | None:
-        return self._value + len(self._items(response))
+        return self.current_value + len(self._items(response))
 
 
 class _LegacyPaginator(_ItemsPaginator):
@@ -70,7 +71,7 @@ class _LegacyPaginator(_ItemsPaginator):
         items, total = read_answer(response, wire.legacy_page)
         if not items:
             return False
-        return total is None or self._value + len(items) < total
+        return total is None or self.current_value + len(items) < total
 
 
 class _V2Paginator(_ItemsPaginator):
@@ -360,46 +361,3 @@ def _json_or_none(response: requests.Response) -> Any:
         return decode_json(response)
     except Exception:
         return None
-
-
-BOTH_APIS_MESSAGE = (
-    "slicktext: set either public_key and private_key (legacy API) or api_key (new API), not both"
-)
-
-
-def check_one_api(settings: Mapping[str, Any]) -> None:
-    """Refuse settings that name both APIs: the account has one, and picking either would
-    fail on every request (or read the wrong account)."""
-    if settings.get("api_key") and (settings.get("public_key") or settings.get("private_key")):
-        raise ValueError(BOTH_APIS_MESSAGE)
-
-
-def slicktext_client_from_config(
-    settings: dict[str, Any], **kw: Any
-) -> SlickTextLegacyClient | SlickTextV2Client:
-    """The new API when `api_key` is set, the legacy API when public and private key are;
-    both is an error (`check_one_api`)."""
-    check_one_api(settings)
-    page_size = _page_size(settings.get("page_size"))
-    if settings.get("api_key"):
-        return SlickTextV2Client(
-            settings.get("base_url") or wire.V2_DEFAULT_BASE_URL,
-            settings["api_key"],
-            settings.get("brand_id"),
-            page_size=page_size,
-            requests_per_second=settings.get("requests_per_second"),
-            **kw,
-        )
-    if settings.get("public_key") and settings.get("private_key"):
-        return SlickTextLegacyClient(
-            settings.get("base_url") or wire.LEGACY_DEFAULT_BASE_URL,
-            settings["public_key"],
-            settings["private_key"],
-            page_size=page_size,
-            optout_action=settings.get("optout_action") or wire.DEFAULT_OPTOUT_ACTION,
-            **kw,
-        )
-    missing = "private_key" if settings.get("public_key") else "public_key"
-    if not settings.get("public_key") and not settings.get("private_key"):
-        missing = "api_key (new API) or public_key and private_key (legacy API)"
-    raise ValueError(f"SlickText: {missing} is not set")

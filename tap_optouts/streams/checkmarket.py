@@ -5,13 +5,15 @@ from __future__ import annotations
 import typing as t
 from functools import cached_property
 
-from optouts_providers.checkmarket.client import CheckMarketClient
+from optouts_providers import checkmarket
 from tap_optouts.client import OptoutsStream, http_options, load_schema
 
 if t.TYPE_CHECKING:
     from datetime import datetime
 
     from singer_sdk.helpers.types import Context
+
+    from optouts_providers.checkmarket.client import CheckMarketClient
 
 
 class CheckMarketOptoutsStream(OptoutsStream):
@@ -24,8 +26,7 @@ class CheckMarketOptoutsStream(OptoutsStream):
 
     @classmethod
     def configured(cls, config: t.Mapping[str, t.Any]) -> bool:
-        settings = config.get(cls.provider_key) or {}
-        return bool(settings.get("master_key") and settings.get("key"))
+        return checkmarket.configured(config.get(cls.provider_key) or {})
 
     @property
     def partitions(self) -> list[dict[str, t.Any]] | None:
@@ -37,14 +38,7 @@ class CheckMarketOptoutsStream(OptoutsStream):
 
     @cached_property
     def client(self) -> CheckMarketClient:
-        settings = self.provider_config
-        return CheckMarketClient(
-            settings.get("base_url") or "https://api-eu.agileresearch.medallia.com",
-            settings["master_key"],
-            settings["key"],
-            page_size=int(settings.get("page_size") or 1000),
-            **http_options(self.config),
-        )
+        return checkmarket.client_from_config(self.provider_config, http_options(self.config))
 
     def fetch(
         self, context: Context | None, start: datetime, end: datetime

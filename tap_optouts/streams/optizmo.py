@@ -8,14 +8,16 @@ from __future__ import annotations
 import typing as t
 from functools import cached_property
 
+from optouts_providers import optizmo
 from optouts_providers.optizmo import wire
-from optouts_providers.optizmo.client import OptizmoClient
 from tap_optouts.client import OptoutsStream, http_options, load_schema
 
 if t.TYPE_CHECKING:
     from datetime import datetime
 
     from singer_sdk.helpers.types import Context
+
+    from optouts_providers.optizmo.client import OptizmoClient
 
 
 class OptizmoOptoutsStream(OptoutsStream):
@@ -27,8 +29,9 @@ class OptizmoOptoutsStream(OptoutsStream):
 
     @classmethod
     def configured(cls, config: t.Mapping[str, t.Any]) -> bool:
+        # Configured, and with lists to read.
         settings = config.get(cls.provider_key) or {}
-        return bool(settings.get("api_key") and settings.get("list_ids"))
+        return optizmo.configured(settings) and bool(settings.get("list_ids"))
 
     @property
     def partitions(self) -> list[dict[str, t.Any]] | None:
@@ -37,12 +40,7 @@ class OptizmoOptoutsStream(OptoutsStream):
 
     @cached_property
     def client(self) -> OptizmoClient:
-        settings = self.provider_config
-        return OptizmoClient(
-            settings.get("base_url") or wire.DEFAULT_BASE_URL,
-            settings["api_key"],
-            **http_options(self.config),
-        )
+        return optizmo.client_from_config(self.provider_config, http_options(self.config))
 
     def fetch(
         self, context: Context | None, start: datetime, end: datetime

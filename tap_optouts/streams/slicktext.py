@@ -6,8 +6,9 @@ See docs/providers/slicktext.md, 'Two APIs'.
 from __future__ import annotations
 
 import typing as t
+from functools import cached_property
 
-from optouts_providers.slicktext.client import slicktext_client_from_config
+from optouts_providers import slicktext
 from tap_optouts.client import OptoutsStream, http_options, load_schema
 
 if t.TYPE_CHECKING:
@@ -16,7 +17,7 @@ if t.TYPE_CHECKING:
     from singer_sdk import Tap
     from singer_sdk.helpers.types import Context
 
-    from optouts_providers.http import CallStats
+    from optouts_providers.slicktext.client import SlickTextLegacyClient, SlickTextV2Client
 
 
 class SlickTextOptoutsStream(OptoutsStream):
@@ -32,20 +33,18 @@ class SlickTextOptoutsStream(OptoutsStream):
 
     @classmethod
     def configured(cls, config: t.Mapping[str, t.Any]) -> bool:
-        settings = config.get(cls.provider_key) or {}
-        legacy = bool(settings.get("public_key") and settings.get("private_key"))
-        return legacy or bool(settings.get("api_key"))
+        return slicktext.configured(config.get(cls.provider_key) or {})
+
+    @cached_property
+    def client(self) -> SlickTextLegacyClient | SlickTextV2Client:
+        return slicktext.client_from_config(self.provider_config, http_options(self.config))
 
     def fetch(
         self, context: Context | None, start: datetime, end: datetime
     ) -> t.Iterator[dict[str, t.Any]]:
-        client = slicktext_client_from_config(self.provider_config, **http_options(self.config))
-        self._client = client
+        client = self.client
         try:
             yield from client.iter_optouts(start, end)
         finally:
+            # The stream has one partition: its connections are not needed after it.
             client.close()
-
-    def client_stats(self) -> CallStats | None:
-        client = getattr(self, "_client", None)
-        return client.stats if client is not None else None
