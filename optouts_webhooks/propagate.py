@@ -20,11 +20,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from optouts_providers.redact import redact
-from target_optouts.destinations import Destinations, NoDestinationError
+from target_optouts.destinations import Destinations, NoDestinationError, build_destinations
 from target_optouts.ledger.inbox import Inbox, Pending
 from target_optouts.normalize import PROVIDERS, origin_provider
 from target_optouts.rejects import Rejects
-from target_optouts.writers import build_destinations
 
 logger = logging.getLogger("optouts-webhooks")
 

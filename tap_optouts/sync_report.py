@@ -19,7 +19,7 @@ from optouts_providers.progress import Every, fields
 if t.TYPE_CHECKING:
     from singer_sdk import Tap
 
-    from tap_optouts.client import OptoutsStream
+    from tap_optouts.streams.base import OptoutsStream
 
 # Records between two looks at the clock: a mask, so the per-record cost is one `&`.
 CHECK_MASK = 1023

@@ -16,7 +16,7 @@ from optouts_providers.gctune import settle_gc
 from optouts_providers.http import set_total_wait_budget
 from optouts_providers.redact import install_log_redaction, register_secret
 from optouts_providers.settings import config_error_line
-from optouts_providers.slicktext.client import check_one_api
+from optouts_providers.slicktext import check_one_api
 from optouts_providers.timeutil import utc_now
 from tap_optouts.record_output import LineWriter
 from tap_optouts.startup import (
@@ -31,7 +31,7 @@ from tap_optouts.sync_report import RunSummary, log_run_summary
 if t.TYPE_CHECKING:
     from datetime import datetime
 
-    from tap_optouts.client import OptoutsStream
+    from tap_optouts.streams.base import OptoutsStream
 
 SECRET_SETTINGS = {
     "checkmarket": ("master_key", "key"),

@@ -43,14 +43,13 @@ from optouts_providers.redact import install_log_redaction, redact, register_sec
 from optouts_providers.settings import config_error_line
 from target_optouts.batchfiles import message_problem, unreadable
 from target_optouts.config_schema import CONFIG_SCHEMA, SECRET_SETTINGS
-from target_optouts.destinations import Destinations
+from target_optouts.destinations import Destinations, build_destinations
 from target_optouts.errors import BatchFileError, ConfigurationError, RunError
 from target_optouts.lines import DEFAULT_MAX_LINE_BYTES
 from target_optouts.reader import OptoutsReader, StopReading
 from target_optouts.record_blocks import RecordBlocks
 from target_optouts.rejects import Rejects
 from target_optouts.sinks import OptoutsSink, stream_map_failed
-from target_optouts.writers import build_destinations
 
 SUMMARY_FIELDS = (
     "written",

@@ -24,8 +24,8 @@ from optouts_providers.slicktext.client import SlickTextLegacyClient, SlickTextV
 from optouts_sandbox import credentials as C
 from tap_optouts.startup import redacted_exception
 from tap_optouts.tap import TapOptouts
+from target_optouts.destinations import build_destinations
 from target_optouts.rejects import Rejects
-from target_optouts.writers import build_destinations
 from tests.hardening_fakes import checkmarket_page, checkmarket_row, fake_server
 from tests.sandbox_support import (
     TAP_BIN,

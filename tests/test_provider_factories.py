@@ -14,9 +14,8 @@ import pytest
 from optouts_providers import checkmarket, optizmo, slicktext
 from optouts_providers.http import http_options
 from tap_optouts.streams import STREAM_TYPES
-from target_optouts.destinations import NoDestinationError
+from target_optouts.destinations import NoDestinationError, build_destinations
 from target_optouts.rejects import Rejects
-from target_optouts.writers import build_destinations
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"checkmarket": checkmarket, "slicktext": slicktext, "optizmo": optizmo}

@@ -11,10 +11,9 @@ from optouts_providers.optizmo import wire as optizmo_wire
 from optouts_sandbox import credentials as C
 from optouts_sandbox import seed as seeding
 from optouts_sandbox.slicktext import subscribed_people
-from target_optouts.destinations import DeliveryError
+from target_optouts.destinations import DeliveryError, build_destinations
 from target_optouts.normalize import OptOut
 from target_optouts.rejects import Rejects
-from target_optouts.writers import build_destinations
 from tests.sandbox_support import control, running_sandbox, slicktext_v2_settings
 from tests.target_support import (
     new_emails,

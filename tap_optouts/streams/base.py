@@ -17,7 +17,6 @@ from importlib import resources
 
 from singer_sdk import Stream
 
-from optouts_providers.http import http_options as http_options
 from optouts_providers.timeutil import to_rfc3339
 from tap_optouts.sdk import StreamHooks
 from tap_optouts.sync_report import CHECK_MASK, PartitionProgress, run_summary

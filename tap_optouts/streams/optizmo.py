@@ -9,8 +9,9 @@ import typing as t
 from functools import cached_property
 
 from optouts_providers import optizmo
+from optouts_providers.http import http_options
 from optouts_providers.optizmo import wire
-from tap_optouts.client import OptoutsStream, http_options, load_schema
+from tap_optouts.streams.base import OptoutsStream, load_schema
 
 if t.TYPE_CHECKING:
     from datetime import datetime

@@ -9,7 +9,8 @@ import typing as t
 from functools import cached_property
 
 from optouts_providers import slicktext
-from tap_optouts.client import OptoutsStream, http_options, load_schema
+from optouts_providers.http import http_options
+from tap_optouts.streams.base import OptoutsStream, load_schema
 
 if t.TYPE_CHECKING:
     from datetime import datetime
