@@ -20,6 +20,7 @@ import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from singer_sdk import Stream
 
 from optouts_providers.optizmo import wire as optizmo_wire
 from optouts_providers.slicktext import wire as slicktext_wire
@@ -31,7 +32,7 @@ from tap_optouts.tap import TapOptouts
 from target_optouts.normalize import email_problem, passes_email_rules
 from target_optouts.seen import SeenAddresses
 from target_optouts.validation import struct_for
-from tests.sandbox_support import running_sandbox, tap_config
+from tests.sandbox_support import control, running_sandbox, tap_config
 from tests.target_support import run_cli, run_target, stream_messages, target_config
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "tap_optouts" / "schemas"
@@ -330,3 +331,37 @@ def test_the_sandbox_writes_a_download_as_the_csv_module_does(rows):
     writer.writerows(rows)
     made = b"".join(csv_chunks(["plain", "hashed", "timestamp"], iter(rows)))
     assert made.decode("utf-8") == expected.getvalue()
+
+
+def test_one_state_after_the_last_batch_message_makes_one_optizmo_upload(monkeypatch, tmp_path):
+    # What the tap's `_sync_batches` buys: with the SDK's, a STATE follows every BATCH message
+    # and the target writes (drains) at each, one Optizmo bulk upload per file.
+    def pipe(folder: Path) -> tuple[int, int, int]:
+        folder.mkdir()
+        config = {
+            **tap_config(server, optizmo={"list_ids": None}),
+            "batch_config": {
+                "encoding": {"format": "jsonl"},
+                "storage": {"root": f"file://{folder}"},
+                "batch_size": 500,
+            },
+        }
+        messages = run_tap(config)
+        control(server, "reset", {})
+        before = control(server, "stats").get("optizmo PUT", 0)
+        run = run_target(
+            target_config(server, ("optizmo",), optizmo={"bulk_threshold": 10}), messages
+        )
+        assert run.error is None
+        uploads = control(server, "stats").get("optizmo PUT", 0) - before
+        batches = sum(m["type"] == "BATCH" for m in messages)
+        return batches, len(run.states), uploads
+
+    with running_sandbox(size=3000) as server:
+        batches, states, uploads = pipe(tmp_path / "hooks")
+        with monkeypatch.context() as m:
+            m.setattr(sdk.StreamHooks, "_sync_batches", Stream._sync_batches)
+            stock_batches, stock_states, stock_uploads = pipe(tmp_path / "stock")
+    assert batches == stock_batches >= 5
+    assert uploads == states == 2  # one per list of the stream, not one per file
+    assert stock_uploads >= stock_states > states  # a drain, so an upload, per STATE
