@@ -21,6 +21,7 @@ VARIANTS = {
     "tap-knobs": "tap-stock, plus TYPE_CONFORMANCE_LEVEL NONE (the public knob)",
     "tap-stock-writer": "tap-stock, with the SDK's MsgSpecWriter instead of LineWriter",
     "tap-sdk-lines": "the SDK's RECORD messages (_write_record_message), the tap's state hooks",
+    "tap-sdk-state": "the SDK's state hooks (_increment_stream_state, ...), the tap's lines",
     "tap-sdk-batches": "the SDK's _sync_batches: a STATE after every BATCH message",
     "target-stock": "no record blocks: each RECORD message through the SDK's own path",
 }
@@ -45,6 +46,18 @@ def apply(names: str) -> None:
         from tap_optouts.sdk import StreamHooks
 
         StreamHooks._write_record_message = Stream._write_record_message  # type: ignore[method-assign]
+    if "tap-sdk-state" in wanted:
+        from singer_sdk import Stream
+
+        from tap_optouts.sdk import StreamHooks
+
+        for name in (
+            "_increment_stream_state",
+            "_write_state_message",
+            "_finalize_state",
+            "_write_starting_replication_value",
+        ):
+            setattr(StreamHooks, name, getattr(Stream, name))
     if "tap-sdk-batches" in wanted:
         from singer_sdk import Stream
 

@@ -71,7 +71,6 @@ def serve(config: dict[str, Any], token: str, secret: str | None, host: str, por
         raise ConfigError(f"the inbox needs the ledger: {exc}") from None
     if ledger is None:
         raise ConfigError("the inbox lives in the ledger: set ledger_url (it is empty)")
-    ledger.defer_commits = False
     inbox = Inbox(ledger)
     propagator = Propagator(config, inbox)
     receiver = Receiver(

@@ -51,9 +51,6 @@ def build_for(config: Mapping[str, Any], provider: str, rejects: Rejects) -> Des
         destinations = build_destinations(provider_config(config, provider), rejects)
     except NoDestinationError:
         return None
-    if destinations.ledger is not None:
-        # A long-lived writer beside the other workers and the receiver: commit at once.
-        destinations.ledger.ledger.defer_commits = False
     return destinations
 
 

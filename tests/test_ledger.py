@@ -386,10 +386,10 @@ def test_an_address_a_provider_refused_is_never_recorded_as_held(
         from target_optouts.ledger import session
 
         monkeypatch.setattr(session, "FLUSH_KEYS", flush)
+    from target_optouts.destinations import build_destinations
     from target_optouts.ledger.store import Ledger
     from target_optouts.normalize import OptOut
     from target_optouts.rejects import Rejects
-    from target_optouts.writers import build_destinations
 
     url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
     config = target_config(sandbox, ("checkmarket",), checkmarket={"batch_size": 4}, ledger_url=url)

@@ -24,35 +24,40 @@ from pathlib import Path
 Key = tuple[int, int]  # (hi, lo)
 FINGERPRINT_TEXT = b"optouts-ledger key fingerprint"
 _PAIR = struct.Struct(">qq").unpack_from  # the first 128 bits as (hi, lo)
+_BLOCK = 64  # SHA-256's block size
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
 
 
 class AddressKeys:
-    """Hashes addresses with one key (a copy of a prepared HMAC per address)."""
+    """Hashes addresses with one key: HMAC-SHA-256 (RFC 2104) from two prepared SHA-256
+    states, the inner and the outer, copied per address (a third less time than copying an
+    `hmac` object, which wraps the same states in Python)."""
 
     def __init__(self, key: bytes) -> None:
         if len(key) < 16:
             raise ValueError("ledger_hash_key: at least 16 characters")
-        self._base = hmac.new(key, digestmod=hashlib.sha256)
+        block = hashlib.sha256(key).digest() if len(key) > _BLOCK else key
+        block = block.ljust(_BLOCK, b"\0")
+        self._inner = hashlib.sha256(block.translate(_IPAD))
+        self._outer = hashlib.sha256(block.translate(_OPAD))
         self.fingerprint = hmac.new(key, FINGERPRINT_TEXT, hashlib.sha256).hexdigest()[:32]
 
     def of(self, kind: str, value: str) -> Key:
-        return _PAIR(self._hash(f"{kind}:{value}".encode()))  # type: ignore[return-value]
+        return self.many(kind, [value])[0]
 
     def many(self, kind: str, values: list[str]) -> list[Key]:
-        prefix = kind.encode() + b":"
-        copy, pair = self._base.copy, _PAIR
+        prefix = kind + ":"
+        inner, outer, pair = self._inner.copy, self._outer.copy, _PAIR
         out: list[Key] = []
         append = out.append
         for value in values:
-            h = copy()
-            h.update(prefix + value.encode())
-            append(pair(h.digest()))  # type: ignore[arg-type]
+            h = inner()
+            h.update((prefix + value).encode())
+            o = outer()
+            o.update(h.digest())
+            append(pair(o.digest()))  # type: ignore[arg-type]
         return out
-
-    def _hash(self, data: bytes) -> bytes:
-        h = self._base.copy()
-        h.update(data)
-        return h.digest()
 
 
 def read_key_file(path: Path) -> bytes | None:

@@ -1,13 +1,15 @@
 """A target run's use of the ledger: what each part of a batch must be written to, and what the
 ledger records once the providers accepted it.
 
-For each part (`plan`), every address is hashed once and admitted in one statement: the ledger
-learns what the record's own stream says (an address in `checkmarket_optouts` is held by
-CheckMarket, in `optizmo_optouts` by that Optizmo list), and answers, per address, the
-destinations that do not hold it yet (`pending`). A destination writes only those. When every
-destination has accepted the batch (`completed`), what was pending becomes held, less what a
-provider refused; a run that fails before that leaves it pending, which the next run writes
-again. The ledger therefore never claims an address a provider did not accept.
+For each part (`plan`), every address is hashed once and looked up in one statement: the
+ledger answers, per address, the destinations that do not hold it yet, less the one its own
+stream says holds it (an address in `checkmarket_optouts` is held by CheckMarket, in
+`optizmo_optouts` by that Optizmo list). A destination writes only those (`pending`). The
+part is staged with the batch (`stage.py`); when every destination has accepted the batch
+(`completed`), the batch is merged into the ledger: what was pending becomes held, less what a
+provider refused. A run that fails before that records it still pending, which the next run
+writes again; one killed records nothing of the batch. The ledger therefore never claims an
+address a provider did not accept.
 
 Any error of the ledger's own during the run (a disk full, a database gone) turns it off for
 the rest of the run, with one warning: the destinations then write everything, as without it.
@@ -18,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from array import array
 from collections import Counter
 from collections.abc import Callable
@@ -26,7 +29,14 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from target_optouts.ledger.store import Ledger, LedgerUnavailable, pack_ids
+from target_optouts.ledger.stage import CLEAR_COLUMNS, KEY_COLUMNS, OWN_COLUMNS
+from target_optouts.ledger.store import (
+    GAP_CLEAR,
+    GAP_OPTED_OUT_AT,
+    Ledger,
+    LedgerUnavailable,
+    pack_ids,
+)
 from target_optouts.normalize import OptOut, origin_provider
 
 logger = logging.getLogger("target-optouts")
@@ -34,6 +44,9 @@ logger = logging.getLogger("target-optouts")
 KINDS = ("email", "phone", "md5")
 EVERY = -1  # a mask with every bit: no knowledge, write
 FLUSH_KEYS = 200_000  # evidence keys a batch keeps in memory before storing them
+_KEY = KEY_COLUMNS
+_KEY_CLEAR = KEY_COLUMNS + CLEAR_COLUMNS
+_OWN = KEY_COLUMNS + CLEAR_COLUMNS + OWN_COLUMNS
 _MD5 = re.compile(r"[0-9a-f]{32}")
 _DIGITS = re.compile(r"\d{7,15}")
 
@@ -46,6 +59,22 @@ class PartPlan:
 
     def wanted(self, kind: str, value: str) -> int:
         return self.pending.get(kind, {}).get(value, EVERY)
+
+
+@dataclass
+class _Column:
+    """A part's addresses of one kind: values, keys (`his`, `los`), origin times, and what
+    their stream teaches: (origin destination id, bit held), one for all (`origin`) or one
+    per address (`origins`: an Optizmo stream of several lists)."""
+
+    kind: str
+    values: list[str]
+    his: list[int]
+    los: list[int]
+    ats: list[str | None]
+    origin: tuple[Any, int]
+    origins: list[tuple[Any, int]] | None
+    carriable: int
 
 
 @dataclass
@@ -116,24 +145,22 @@ class LedgerSession:
     def _plan(self, stream: str, optouts: list[OptOut]) -> PartPlan:
         ledger = self.ledger
         origin = origin_provider(stream)
-        clear = ledger.clear
+        columns = [c for kind in KINDS if (c := self._column(stream, origin, kind, optouts))]
+        his = [hi for c in columns for hi in c.his]
+        found = ledger.lookup(his)
+        one_origin = all(c.origins is None for c in columns)
+        if not found and not self.dry_run and one_origin and len(set(his)) == len(his):
+            return self._plan_new(stream, columns)
+        known = {hi: rest for hi, *rest in found}
         rows: dict[int, list[Any]] = {}
-        values_by_kind: dict[str, dict[str, tuple[int, int]]] = {}
-        for kind in KINDS:
-            getter = _GETTERS[kind]
-            pairs = [(o, v) for o in optouts if (v := getter(o)) is not None]
-            if not pairs:
-                continue
-            carriable = self._carriable_bits(stream, origin, kind)
-            keys = ledger.keys.many(kind, [v for _o, v in pairs])
-            by_value = values_by_kind[kind] = {}
-            origin_of = self._origin_of(origin, kind)
-            for (optout, value), key in zip(pairs, keys, strict=True):
-                hi, lo = key
-                by_value[value] = key
-                origin_id, learned = origin_of(optout)
+        clear = ledger.clear
+        for c in columns:
+            kind, carriable = c.kind, c.carriable
+            for i, (hi, lo) in enumerate(zip(c.his, c.los, strict=True)):
+                origin_id, learned = c.origin if c.origins is None else c.origins[i]
                 row = rows.get(hi)
                 if row is None:
+                    value = c.values[i]
                     rows[hi] = [
                         hi,
                         lo,
@@ -141,36 +168,122 @@ class LedgerSession:
                         value if clear else None,
                         stream,
                         origin_id,
-                        optout.at,
+                        c.ats[i],
                         learned,
                         carriable,
                     ]
                 elif row[1] == lo:
                     row[7] |= learned
-        admitted = list(map(tuple, rows.values()))
-        if self.dry_run:
-            known = ledger.lookup([(r[0], r[1]) for r in admitted])
-            state = {hi: (lo, present, present) for hi, lo, present, _pending in known}
-        else:
-            batch = self._batch(stream)
-            known = ledger.admit(self.run or 0, batch.id, admitted)  # type: ignore[arg-type]
-            state = {hi: (lo, present, pending) for hi, lo, present, pending in known}
-            self._remember(batch, rows, state)
+        wanted = self._wanted(stream, rows, known)
         pending: dict[str, dict[str, int]] = {}
-        for kind, by_value in values_by_kind.items():
-            out = pending[kind] = {}
-            for value, (hi, lo) in by_value.items():
-                found = state.get(hi)
-                if found is None or found[0] != lo:
-                    out[value] = EVERY
-                elif self.dry_run:
-                    out[value] = ~(found[1] | rows[hi][7])
-                else:
-                    out[value] = found[2] & rows[hi][8]
+        for c in columns:
+            into = pending[c.kind] = {}
+            for value, hi in zip(c.values, c.his, strict=True):
+                into[value] = wanted[hi]
         return PartPlan(pending)
 
+    def _column(
+        self, stream: str, origin: str | None, kind: str, optouts: list[OptOut]
+    ) -> _Column | None:
+        """A part's addresses of one kind, hashed, with what their stream teaches."""
+        getter = _GETTERS[kind]
+        values = list(map(getter, optouts))
+        if None in values:
+            chosen = [o for o, v in zip(optouts, values, strict=True) if v is not None]
+            if not chosen:
+                return None
+            values = [v for v in values if v is not None]
+        else:
+            chosen = optouts
+        keys = self.ledger.keys.many(kind, values)  # type: ignore[arg-type]
+        origin_of = self._origin_of(origin, kind)
+        origins = None
+        if origin == "optizmo" and len({o.list_id for o in chosen}) > 1:
+            origins = list(map(origin_of, chosen))
+        return _Column(
+            kind,
+            values,  # type: ignore[arg-type]
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [o.at for o in chosen],
+            origin_of(chosen[0]),
+            origins,
+            self._carriable_bits(stream, origin, kind),
+        )
+
+    def _plan_new(self, stream: str, columns: list[_Column]) -> PartPlan:
+        """A part none of whose addresses the ledger knows, each once, each kind from one
+        origin (the common case: a new ledger, new opt-outs): one mask per kind, so the rows,
+        the plan and the evidence are built column by column."""
+        clear = self.ledger.clear
+        now = time.time()
+        batch = self._batch(stream)
+        pending: dict[str, dict[str, int]] = {}
+        seen: list[tuple[int, list[int]]] = []
+        written: list[tuple[int, list[int]]] = []
+        for c in columns:
+            origin_id, learned = c.origin
+            want = c.carriable & ~learned
+            pending[c.kind] = dict.fromkeys(c.values, want)
+            shared = (c.kind, stream, origin_id, now, learned, want)
+            if clear:
+                staged = list(zip(c.his, c.los, c.ats, c.values, strict=True))
+                self.ledger.stage(batch.id, shared, _KEY_CLEAR, staged)
+            else:
+                self.ledger.stage(
+                    batch.id, shared, _KEY, list(zip(c.his, c.los, c.ats, strict=True))
+                )
+            if learned:
+                seen.append((learned, c.his))
+            if want:
+                written.append((want, c.his))
+        self._keep(batch, seen, written)
+        return PartPlan(pending)
+
+    def _wanted(
+        self, stream: str, rows: dict[int, list[Any]], known: dict[int, list[int]]
+    ) -> dict[int, int]:
+        """Per key, the destinations to write it to: those that can carry it, less what the
+        ledger knows they hold and what its own stream says (EVERY for a key whose row is
+        another address's). The batch stages what it learns and writes."""
+        wanted: dict[int, int] = {}
+        if self.dry_run:
+            for hi, row in rows.items():
+                found = known.get(hi)
+                ok = found is not None and found[0] == row[1]
+                wanted[hi] = ~(found[1] | row[7]) if ok else EVERY  # type: ignore[index]
+            return wanted
+        staged: list[tuple[Any, ...]] = []
+        now = time.time()
+        for hi, row in rows.items():
+            found = known.get(hi)
+            learned = row[7]
+            if found is None:
+                want = wanted[hi] = row[8] & ~learned
+            elif found[0] != row[1]:
+                wanted[hi] = EVERY
+                continue
+            else:
+                present, gaps = found[1], found[2]
+                want = wanted[hi] = row[8] & ~(learned | present)
+                if not (
+                    (learned | want) & ~present
+                    or (gaps & GAP_OPTED_OUT_AT and row[6] is not None)
+                    or (gaps & GAP_CLEAR and row[3] is not None)
+                ):
+                    continue  # nothing the ledger does not know already
+            staged.append((hi, row[1], row[6], row[3], row[5], learned, want))
+        batch = self._batch(stream)
+        kinds = {row[2] for row in rows.values()}
+        # Every row has its own origin and masks; a part of several kinds is staged per kind.
+        for kind in sorted(kinds):
+            mine = staged if len(kinds) == 1 else [r for r in staged if rows[r[0]][2] == kind]
+            self.ledger.stage(batch.id, (kind, stream, None, now, None, None), _OWN, mine)
+        self._remember(batch, rows, wanted)
+        return wanted
+
     def _remember(
-        self, batch: BatchState, rows: dict[int, list[Any]], state: dict[int, Any]
+        self, batch: BatchState, rows: dict[int, list[Any]], wanted: dict[int, int]
     ) -> None:
         """What the batch's evidence will say: per destination, the keys written and seen
         (grouped by mask: a part's addresses share a few)."""
@@ -179,13 +292,20 @@ class LedgerSession:
         for hi, row in rows.items():
             if row[7]:
                 seen.setdefault(row[7], []).append(hi)
-            found = state.get(hi)
-            if found is not None and found[0] == row[1]:
-                mine = found[2] & row[8]
-                if mine:
-                    written.setdefault(mine, []).append(hi)
+            mine = wanted[hi]
+            if mine and mine != EVERY:
+                written.setdefault(mine, []).append(hi)
+        self._keep(batch, list(seen.items()), list(written.items()))
+
+    def _keep(
+        self,
+        batch: BatchState,
+        seen: list[tuple[int, list[int]]],
+        written: list[tuple[int, list[int]]],
+    ) -> None:
+        """Add keys (per mask) to the batch's evidence; stored once there are enough."""
         for groups, into in ((seen, batch.seen), (written, batch.written)):
-            for mask, ids in groups.items():
+            for mask, ids in groups:
                 for bit_id in _bits(mask):
                     into.setdefault(bit_id, array("q")).extend(ids)
                     batch.buffered += len(ids)
@@ -377,6 +497,9 @@ class LedgerSession:
                                 self.run, dest, self.seen_in_run[dest.id]
                             )
                             missing[dest.name] = count
+                for batch in self.batches.values():
+                    self.ledger.abandon_batch(self.run, batch.id)
+                self.batches.clear()
                 self.ledger.end_run(self.run, "ok" if ok else "failed")
             except (SQLAlchemyError, OSError) as exc:
                 self._disable(exc)

@@ -1,10 +1,10 @@
 """The ledger's store: opening it (created, migrated, recovered), and every statement it runs.
 
-The hot statements (one upsert and, at a batch's end, one promotion per block of addresses)
-are written per dialect: a block goes to the database as one parameter (a JSON array for
-SQLite's `json_each`, arrays for PostgreSQL's `unnest`), so that a block of thousands of
-addresses is one statement executed inside the database, not thousands of Python calls.
-Everything else goes through SQLAlchemy Core.
+The hot statements (per block of addresses, one lookup and one append to the batch's staging
+table; per batch, one merge: see `stage.py`) are written per dialect: a block goes to the
+database as one parameter (a JSON array for SQLite's `json_each`, arrays for PostgreSQL's
+`unnest`) or one `executemany`, not thousands of statements. Everything else goes through
+SQLAlchemy Core.
 """
 
 from __future__ import annotations
@@ -28,19 +28,17 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from target_optouts.errors import ConfigurationError
+from target_optouts.ledger import stage
 from target_optouts.ledger import tables as T
 from target_optouts.ledger.keys import AddressKeys, new_key_file, read_key_file
 
 logger = logging.getLogger("target-optouts")
 
 DEFAULT_URL = "sqlite:///.optouts/ledger.sqlite"
-COMMIT_ROWS = 100_000
-COMMIT_SECONDS = 1.0
+GAP_OPTED_OUT_AT = 1  # `Known.gaps`: the row lacks the origin's time ...
+GAP_CLEAR = 2  # ... or the clear address
 
-# A row to admit: (hi, lo, kind, clear, origin_stream, origin_destination, opted_out_at,
-# learned bits, carriable bits).
-AdmitRow = tuple[int, int, str, str | None, str | None, int | None, str | None, int, int]
-# What the ledger knows of a key: (hi, lo, present, pending).
+# What the ledger knows of a key: (hi, lo, present, gaps).
 Known = tuple[int, int, int, int]
 
 
@@ -100,15 +98,23 @@ def _sqlite_engine(url: sa.URL) -> Engine:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA cache_size=-8192")  # 8 MB
+        # 2 MB: the table is read and written in key order (`stage.py`), which needs few
+        # pages at a time; the sort of a batch's merge takes up to this much per thread, and
+        # two helper threads take about 30% off the sort of a million rows.
+        cursor.execute("PRAGMA cache_size=-2048")
         cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute("PRAGMA threads=2")
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")
     def _begin(connection: Connection) -> None:
         # Take the write lock at once: a deferred transaction that reads, then writes, can
-        # fail with "database is locked" beside another writer instead of waiting.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # fail with "database is locked" beside another writer instead of waiting. One that
+        # only reads, or writes only the connection's temporary tables, takes no lock.
+        if connection.info.get("ledger_deferred"):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
@@ -134,16 +140,11 @@ class Ledger:
         self.where = where  # for messages: the URL without its password
         self.postgres = engine.dialect.name == "postgresql"
         self._destinations: dict[str, Destination] = {}
-        # One connection for everything, and the admits of a run committed together about
-        # once a second: a SQLite commit writes every page the block touched, and a block of
-        # random keys touches most of the table's pages.
+        # One connection for everything: the batches' staging tables are its own.
         self._lock = threading.RLock()
         self._conn: Connection | None = None
-        self._deferred_since: float | None = None
-        self._deferred_rows = 0
-        # Off for a long-lived writer beside others (the webhook receiver): a transaction
-        # left open across a provider's call would hold their writes back.
-        self.defer_commits = True
+        self._staged: set[int] = set()  # batches with a staging table
+        self._parts = 0  # the staged parts' ids
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -251,33 +252,24 @@ class Ledger:
         self.engine.dispose()
 
     @contextmanager
-    def _tx(self, *, defer: int = 0) -> Iterator[Connection]:
-        """The ledger's connection, in a transaction committed at the end of the block; with
-        `defer` (rows written), committed only once enough rows or time went by."""
+    def _tx(self, *, deferred: bool = False) -> Iterator[Connection]:
+        """The ledger's connection, in a transaction committed at the end of the block
+        (`deferred`: one that only reads the ledger, or writes only temporary tables)."""
         with self._lock:
             if self._conn is None:
                 self._conn = self.engine.connect()
             conn = self._conn
+            conn.info["ledger_deferred"] = deferred
             try:
                 yield conn
             except BaseException:
                 if conn.in_transaction():
                     conn.rollback()
-                self._deferred_since, self._deferred_rows = None, 0
                 raise
-            if defer and self.defer_commits:
-                now = time.monotonic()
-                if self._deferred_since is None:
-                    self._deferred_since = now
-                self._deferred_rows += defer
-                due = self._deferred_rows >= COMMIT_ROWS or now - self._deferred_since >= (
-                    COMMIT_SECONDS
-                )
-                if not due:
-                    return
+            finally:
+                conn.info["ledger_deferred"] = False
             if conn.in_transaction():
                 conn.commit()
-            self._deferred_since, self._deferred_rows = None, 0
 
     # -- destinations, runs, batches -------------------------------------------------------
     def destination(self, name: str, kinds: str = "") -> Destination:
@@ -352,39 +344,39 @@ class Ledger:
             return int(result.inserted_primary_key[0])
 
     # -- the hot path ----------------------------------------------------------------------
-    def admit(self, run: int, batch: int, rows: Sequence[AdmitRow]) -> list[Known]:
-        """Record a block: what was learned (`learned`: the origin holds it) and what is
-        about to be written (`carriable`, less what is known held: `pending` until the batch
-        is accepted). Returns, for each key whose row is this address, its masks after."""
-        if not rows:
+    def lookup(self, ids: Sequence[int]) -> list[Known]:
+        """What is known of these keys (`hi`): their rows' `lo`, held bits and gaps."""
+        if not ids:
             return []
-        now = time.time()
-        with self._tx(defer=len(rows)) as conn:
+        with self._tx(deferred=True) as conn:
+            if conn.exec_driver_sql(_ANY_ADDRESS).first() is None:
+                return []  # a new ledger: nothing to look up
             if self.postgres:
-                columns = [list(column) for column in zip(*rows, strict=True)]
-                result = conn.exec_driver_sql(_PG_ADMIT, (now, run, batch, *columns))
+                result = conn.exec_driver_sql(_PG_LOOKUP, (list(ids),))
             else:
-                # The block into a temporary table, then one upsert from it: about half the
-                # cost of reading the rows out of one JSON parameter.
-                conn.exec_driver_sql(_SQLITE_BLOCK_TABLE)
-                conn.exec_driver_sql(_SQLITE_BLOCK_INSERT, list(rows))
-                result = conn.exec_driver_sql(_SQLITE_ADMIT, (now, run, batch))
-                found = [tuple(row) for row in result]
-                conn.exec_driver_sql("DELETE FROM temp.admit_block")
-                return found  # type: ignore[return-value]
+                result = conn.exec_driver_sql(_SQLITE_LOOKUP, (json.dumps(list(ids)),))
             return [tuple(row) for row in result]  # type: ignore[misc]
 
-    def lookup(self, keys: Sequence[tuple[int, int]]) -> list[Known]:
-        """What is known of these keys (read only: a dry run)."""
-        if not keys:
-            return []
-        ids = [hi for hi, _lo in keys]
-        with self._tx() as conn:
-            if self.postgres:
-                result = conn.exec_driver_sql(_PG_LOOKUP, (ids,))
-            else:
-                result = conn.exec_driver_sql(_SQLITE_LOOKUP, (json.dumps(ids),))
-            return [tuple(row) for row in result]  # type: ignore[misc]
+    def stage(
+        self,
+        batch: int,
+        shared: tuple[str, str | None, int | None, float, int | None, int | None],
+        columns: tuple[str, ...],
+        rows: Sequence[tuple[Any, ...]],
+    ) -> None:
+        """Keep a block of the batch's addresses until the batch is completed (or abandoned):
+        what the origin holds (`learned`) and what is being written (`pending`). `shared`:
+        what the rows share (kind, origin_stream, origin_destination, first_seen_at, learned,
+        pending; the last three None when each row has its own); `columns`: each row's (see
+        `stage.KEY_COLUMNS`)."""
+        if not rows:
+            return
+        self._parts += 1
+        with self._tx(deferred=True) as conn:
+            if batch not in self._staged:
+                stage.create(conn, batch, self.postgres)
+                self._staged.add(batch)
+            stage.append(conn, batch, self.postgres, (self._parts, *shared), columns, rows)
 
     def complete_batch(
         self,
@@ -407,19 +399,22 @@ class Ledger:
         with self._tx() as conn:
             if stored:
                 self._settle_stored(conn, batch, now, stored)
-            for bit, items in refused.items():
-                for hi, lo in items:
-                    conn.exec_driver_sql(
-                        _REFUSE_PG if self.postgres else _REFUSE_SQLITE, (bit, bit, hi, lo)
-                    )
-            if withheld:
-                conn.exec_driver_sql(
-                    _WITHHOLD_PG if self.postgres else _WITHHOLD_SQLITE, (withheld, batch)
-                )
-            conn.exec_driver_sql(_PROMOTE_PG if self.postgres else _PROMOTE_SQLITE, (batch,))
+            if batch in self._staged:
+                stage.refuse(conn, batch, self.postgres, refused)
+                stage.merge(conn, batch, self.postgres, run=run, withheld=withheld, accepted=True)
+                self._staged.discard(batch)
             if evidence:
                 _insert_evidence(conn, run, batch, now, evidence)
             conn.execute(T.batches.update().where(T.batches.c.id == batch).values(completed_at=now))
+
+    def abandon_batch(self, run: int, batch: int) -> None:
+        """The batch was not accepted (the run failed): what its origin holds is recorded,
+        what was being written stays pending."""
+        if batch not in self._staged:
+            return
+        with self._tx() as conn:
+            stage.merge(conn, batch, self.postgres, run=run, withheld=0, accepted=False)
+            self._staged.discard(batch)
 
     def _settle_stored(
         self, conn: Connection, batch: int, now: float, stored: dict[str, Any]
@@ -462,8 +457,10 @@ class Ledger:
 
     def pending_in(self, hi: int, lo: int, batch: int, bit: int) -> bool:
         """Whether the key waits, in this batch, to be recorded held by the destination."""
-        row = self.address(hi, lo)
-        return row is not None and row.pending_batch == batch and bool(row.pending & bit)
+        if batch not in self._staged:
+            return False
+        with self._tx(deferred=True) as conn:
+            return stage.sent(conn, batch, self.postgres, hi, lo, bit)
 
     def add_evidence(
         self, run: int, destination: int, how: str, ids: bytes, count: int, answer: str | None
@@ -675,84 +672,13 @@ def _brief(exc: BaseException) -> str:
 
 
 # -- per-dialect statements ----------------------------------------------------------------
-# The upsert: a new address is inserted; a known one (same lo) gains the learned bits, and its
-# pending bits become what this block will write (carriable, less what is held). A row whose
-# lo differs (another address with the same hi) is left alone and not returned.
-_SQLITE_BLOCK_TABLE = """
-CREATE TEMP TABLE IF NOT EXISTS admit_block (id INTEGER, lo INTEGER, kind TEXT, clear TEXT,
-    origin_stream TEXT, origin_destination INTEGER, opted_out_at TEXT, learned INTEGER,
-    carriable INTEGER)
-"""
-_SQLITE_BLOCK_INSERT = "INSERT INTO temp.admit_block VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_SQLITE_ADMIT = """
-INSERT INTO ledger_addresses (id, lo, kind, clear, origin_stream, origin_destination,
-    opted_out_at, first_seen_at, first_run, present, pending, pending_batch, rejected)
-SELECT id, lo, kind, clear, origin_stream, origin_destination, opted_out_at, ?1, ?2,
-    learned, carriable & ~learned, CASE WHEN carriable & ~learned != 0 THEN ?3 END, 0
-FROM temp.admit_block WHERE true
-ON CONFLICT (id) DO UPDATE SET
-    present = present | excluded.present,
-    pending = CASE WHEN excluded.pending & ~present != 0 THEN excluded.pending & ~present
-        ELSE pending & ~excluded.present END,
-    pending_batch = CASE WHEN excluded.pending & ~present != 0 THEN ?3 ELSE pending_batch END,
-    rejected = rejected & ~excluded.present,
-    origin_stream = coalesce(origin_stream, excluded.origin_stream),
-    origin_destination = coalesce(origin_destination, excluded.origin_destination),
-    opted_out_at = coalesce(opted_out_at, excluded.opted_out_at),
-    clear = coalesce(clear, excluded.clear)
-WHERE lo = excluded.lo
-RETURNING id, lo, present, pending
-"""
-
-_PG_ADMIT = """
-INSERT INTO ledger_addresses AS a (id, lo, kind, clear, origin_stream, origin_destination,
-    opted_out_at, first_seen_at, first_run, present, pending, pending_batch, rejected)
-SELECT r.id, r.lo, r.kind, r.clear, r.origin_stream, r.origin_destination, r.opted_out_at,
-    %s, %s, r.learned, r.carriable & ~r.learned,
-    CASE WHEN r.carriable & ~r.learned != 0 THEN %s END, 0
-FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::int[],
-    %s::text[], %s::bigint[], %s::bigint[])
-    AS r(id, lo, kind, clear, origin_stream, origin_destination, opted_out_at, learned, carriable)
-ON CONFLICT (id) DO UPDATE SET
-    present = a.present | excluded.present,
-    pending = CASE WHEN excluded.pending & ~a.present != 0 THEN excluded.pending & ~a.present
-        ELSE a.pending & ~excluded.present END,
-    pending_batch = CASE WHEN excluded.pending & ~a.present != 0 THEN excluded.pending_batch
-        ELSE a.pending_batch END,
-    rejected = a.rejected & ~excluded.present,
-    origin_stream = coalesce(a.origin_stream, excluded.origin_stream),
-    origin_destination = coalesce(a.origin_destination, excluded.origin_destination),
-    opted_out_at = coalesce(a.opted_out_at, excluded.opted_out_at),
-    clear = coalesce(a.clear, excluded.clear)
-WHERE a.lo = excluded.lo
-RETURNING a.id, a.lo, a.present, a.pending
-"""
-
-_SQLITE_LOOKUP = """
-SELECT id, lo, present, pending FROM ledger_addresses
+_ANY_ADDRESS = "SELECT 1 FROM ledger_addresses LIMIT 1"
+_GAPS = (
+    f"(CASE WHEN opted_out_at IS NULL THEN {GAP_OPTED_OUT_AT} ELSE 0 END) + "
+    f"(CASE WHEN clear IS NULL THEN {GAP_CLEAR} ELSE 0 END)"
+)
+_SQLITE_LOOKUP = f"""
+SELECT id, lo, present, {_GAPS} FROM ledger_addresses
 WHERE id IN (SELECT value FROM json_each(?))
 """
-_PG_LOOKUP = "SELECT id, lo, present, pending FROM ledger_addresses WHERE id = ANY(%s::bigint[])"
-
-_REFUSE_SQLITE = """
-UPDATE ledger_addresses SET pending = pending & ~?, rejected = rejected | ?
-WHERE id = ? AND lo = ?
-"""
-_REFUSE_PG = """
-UPDATE ledger_addresses SET pending = pending & ~%s::bigint, rejected = rejected | %s::bigint
-WHERE id = %s AND lo = %s
-"""
-_WITHHOLD_SQLITE = "UPDATE ledger_addresses SET pending = pending & ~? WHERE pending_batch = ?"
-_WITHHOLD_PG = (
-    "UPDATE ledger_addresses SET pending = pending & ~%s::bigint WHERE pending_batch = %s"
-)
-_PROMOTE_SQLITE = """
-UPDATE ledger_addresses SET present = present | pending, rejected = rejected & ~pending,
-    pending = 0, pending_batch = NULL
-WHERE pending_batch = ?
-"""
-_PROMOTE_PG = """
-UPDATE ledger_addresses SET present = present | pending, rejected = rejected & ~pending,
-    pending = 0, pending_batch = NULL
-WHERE pending_batch = %s
-"""
+_PG_LOOKUP = f"SELECT id, lo, present, {_GAPS} FROM ledger_addresses WHERE id = ANY(%s::bigint[])"

@@ -91,8 +91,8 @@ addresses = Table(
     Column("pending_batch", Integer),
     Column("rejected", BigInteger, nullable=False, default=0),
 )
-# No index on pending_batch: a batch's promotion reads the table once (about 0.1 s a million
-# addresses), which costs less than keeping an index up to date on every admitted address.
+# `pending` and `pending_batch` are set only by a batch that was not accepted (a failed run) and
+# by the webhook receiver: a batch in flight keeps its rows in its staging table (`stage.py`).
 
 
 evidence = Table(
