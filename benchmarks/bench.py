@@ -550,8 +550,8 @@ def main(argv: list[str] | None = None) -> int:
         "--baseline",
         metavar="PATH",
         help="also measure the connectors of an older checkout at PATH (its PYTHONPATH), "
-        "in the same rounds, as the version 'before' (BATCH messages for meltano, as the "
-        "working tree, unless --no-batch)",
+        "in the same rounds, as the version 'before'; not the meltano figures, whose plugins "
+        "Meltano starts without PYTHONPATH",
     )
     parser.add_argument("--label", default="", help="a name for this run in the JSON")
     args = parser.parse_args(argv)
@@ -570,7 +570,14 @@ def main(argv: list[str] | None = None) -> int:
     figures: list[Figure] = []
     try:
         templates = build(args, work, versions[-1].env)
-        figures = [replace(t, version=v, rounds=[]) for t in templates for v in versions]
+        # Meltano drops PYTHONPATH from its plugins' environment: a baseline's meltano figures
+        # would measure the working tree again, so they are left out.
+        figures = [
+            replace(t, version=v, rounds=[])
+            for t in templates
+            for v in versions
+            if not (v.label == "before" and t.name.startswith("meltano"))
+        ]
         measure(figures, args.rounds, work)
     finally:
         sc.stop_all()
