@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+import typing as t
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -20,6 +21,7 @@ VARIANTS = {
     "tap-stock": "the tap's stream hooks reset to the SDK's (public knobs as they are)",
     "tap-knobs": "tap-stock, plus TYPE_CONFORMANCE_LEVEL NONE (the public knob)",
     "tap-stock-writer": "tap-stock, with the SDK's MsgSpecWriter instead of LineWriter",
+    "tap-sdk-loop": "the SDK's record loop (_sync_records), the tap's RECORD lines and state",
     "tap-sdk-lines": "the SDK's RECORD messages (_write_record_message), the tap's state hooks",
     "tap-sdk-state": "the SDK's state hooks (_increment_stream_state, ...), the tap's lines",
     "tap-sdk-batches": "the SDK's _sync_batches: a STATE after every BATCH message",
@@ -40,6 +42,18 @@ def apply(names: str) -> None:
             from tap_optouts.tap import TapOptouts
 
             TapOptouts.message_writer_class = MsgSpecWriter
+    if "tap-sdk-loop" in wanted:
+        from singer_sdk import Stream
+
+        from tap_optouts.sdk import StreamHooks
+
+        def sdk_loop(
+            self: Stream, context: dict | None = None, *, write_messages: bool = True
+        ) -> t.Any:
+            return Stream._sync_records(self, context, write_messages=write_messages)
+
+        StreamHooks._sync_records = sdk_loop  # type: ignore[method-assign]
+        StreamHooks._process_record = Stream._process_record  # type: ignore[method-assign]
     if "tap-sdk-lines" in wanted:
         from singer_sdk import Stream
 

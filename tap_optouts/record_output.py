@@ -32,6 +32,8 @@ if t.TYPE_CHECKING:
     from tap_optouts.sdk import BatchConfig
 
 _encoder = msgspec.json.Encoder()
+# The record counter (its METRIC lines) is advanced this many records at a time.
+COUNT_EVERY = 10_000
 # Lines of a BATCH file are gathered and written this many at a time.
 BATCH_WRITE_LINES = 4096
 # RECORD lines are written to stdout in blocks of about this size.
