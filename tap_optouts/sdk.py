@@ -12,16 +12,15 @@ client's own work (the figures: benchmarks/README.md, "What each private SDK use
 - `_sync_records` (a copy of the SDK's loop) with `_process_record`: the loop without its
   per-record steps that do nothing here (no record limit, no post_process, no child streams,
   every record selected), the largest replication value kept in a local and given to the
-  state at the partition's end, the record counter advanced every COUNT_EVERY records. Any
-  stream these do not hold for takes the SDK's loop. It buys about a quarter of the tap's
-  time (tap:checkmarket x0.31 -> x0.41 the orjson writer: the budget's 0.4 needs it).
-- `_increment_stream_state`, with `_write_state_message`, `_finalize_state` and
-  `_write_starting_replication_value`: the largest replication value is kept here and given to
-  the SDK's state before anything reads it (a STATE message, the partition's end): the SDK
-  keeps the largest of an unsorted stream, so the state is the same, for one update instead of
-  one per record. A finished partition's STATE is written at once (a later partition that fails
-  does not lose it); STATE_MSG_FREQUENCY (public) is off, since between partitions an unsorted
-  stream's state holds nothing a resumed run could use, and each STATE makes a target drain.
+  SDK's state at the partition's end (one update instead of one per record: the SDK keeps the
+  largest value of an unsorted stream, so the state is the same), the record counter advanced
+  every COUNT_EVERY records. Any stream these do not hold for takes the SDK's loop. Without
+  it the tap takes x1.23 (CheckMarket) to x1.37 (Optizmo) as long: tap:checkmarket falls from
+  0.4 x the orjson writer, the budget, to about 0.31.
+- `_finalize_state`: a finished partition's STATE is written at once (a later partition that
+  fails does not lose it), where the SDK writes one at the stream's end; STATE_MSG_FREQUENCY
+  (public) is off, since between partitions an unsorted stream's state holds nothing a resumed
+  run could use, and each STATE makes a target drain.
 - `_sync_batches` (a copy of the SDK's, and the public `get_batches`): the files are written with
   msgspec, and one STATE follows the last BATCH message instead of one per file (a STATE between
   them carries only progress markers, and makes the target write each file separately: for
@@ -69,9 +68,7 @@ SDK_SOURCES = {
     "singer_sdk.streams.core.Stream._sync_batches": "a42df0f3a08779dc",
     "singer_sdk.streams.core.Stream._write_record_message": "292b7bed39883bd9",
     "singer_sdk.streams.core.Stream._increment_stream_state": "cabc0edb2fd4f000",
-    "singer_sdk.streams.core.Stream._write_state_message": "f82ecd8d16986823",
     "singer_sdk.streams.core.Stream._finalize_state": "e08e1d0714a904b2",
-    "singer_sdk.streams.core.Stream._write_starting_replication_value": "0a24e5d05cd5353c",
     "singer_sdk.streams.core.Stream._write_batch_message": "a92596532ab9daed",
     "singer_sdk.streams.core.Stream.get_batches": "a30339d2f28a2f9b",
 }
@@ -95,12 +92,6 @@ class StreamHooks(Stream):
     @cached_property
     def _record_lines(self) -> RecordLines:
         return RecordLines(self, self._tap.message_writer)
-
-    @cached_property
-    def _largest_seen(self) -> dict[int, tuple[Context | None, str, bool]]:
-        """Per partition (by its context object): the largest replication value seen, and
-        whether the SDK's state has yet to be given it."""
-        return {}
 
     def _sync_records(
         self, context: Context | None = None, *, write_messages: bool = True
@@ -177,40 +168,7 @@ class StreamHooks(Stream):
             if key not in record:
                 record[key] = value
 
-    def _write_starting_replication_value(self, context: Context | None) -> None:
-        self._give_largest()
-        self._largest_seen.pop(id(context), None)  # a partition (re)starts from its state
-        super()._write_starting_replication_value(context)
-
-    def _increment_stream_state(
-        self, latest_record: Record, *, context: Context | None = None
-    ) -> None:
-        # The largest value is kept here and given to the SDK's state before anything reads
-        # it: the same state, one update instead of one per record.
-        value = latest_record.get(self.replication_key) if self.replication_key else None
-        if value is None and self.replication_key and self.hooks_enabled:
-            return  # a record without a replication value moves no bookmark
-        if not self.hooks_enabled or not isinstance(value, str) or self.is_sorted:
-            self._give_largest()
-            super()._increment_stream_state(latest_record, context=context)
-            return
-        seen = self._largest_seen.get(id(context))
-        if seen is None or seen[0] is not context or value > seen[1]:
-            self._largest_seen[id(context)] = (context, value, True)
-
-    def _give_largest(self) -> None:
-        key = self.replication_key
-        for slot, (context, value, pending) in list(self._largest_seen.items()):
-            if pending and key:
-                super()._increment_stream_state({key: value}, context=context)
-                self._largest_seen[slot] = (context, value, False)
-
-    def _write_state_message(self) -> None:
-        self._give_largest()
-        super()._write_state_message()
-
     def _finalize_state(self, state: dict | None = None) -> None:
-        self._give_largest()
         super()._finalize_state(state)
         if self.hooks_enabled and not self._in_batches:
             self._write_state_message()  # a finished partition's bookmark, at once
