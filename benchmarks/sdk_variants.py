@@ -12,72 +12,45 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import typing as t
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
+# A variant: the tap hooks it switches off (tap_optouts.sdk.HOOKS), and what else it changes.
 VARIANTS = {
-    "tap-stock": "the tap's stream hooks reset to the SDK's (public knobs as they are)",
-    "tap-knobs": "tap-stock, plus TYPE_CONFORMANCE_LEVEL NONE (the public knob)",
+    "tap-stock": "every tap hook off: the SDK's own record messages, loop, state, batches",
+    "tap-knobs": "tap-stock, plus the public TYPE_CONFORMANCE_LEVEL NONE",
     "tap-stock-writer": "tap-stock, with the SDK's MsgSpecWriter instead of LineWriter",
-    "tap-sdk-loop": "the SDK's record loop (_sync_records), the tap's RECORD lines and state",
-    "tap-sdk-lines": "the SDK's RECORD messages (_write_record_message), the tap's state hooks",
-    "tap-sdk-state": "the SDK's state hooks (_increment_stream_state, ...), the tap's lines",
+    "tap-sdk-loop": "the SDK's record loop (_sync_records), the tap's other hooks",
+    "tap-sdk-lines": "the SDK's RECORD messages and BATCH files, the tap's other hooks",
+    "tap-sdk-finalize": "the SDK's _finalize_state (no STATE per finished partition)",
     "tap-sdk-batches": "the SDK's _sync_batches: a STATE after every BATCH message",
     "target-stock": "no record blocks: each RECORD message through the SDK's own path",
+}
+TAP_PARTS = {
+    "tap-sdk-loop": ("loop",),
+    "tap-sdk-lines": ("record_lines",),
+    "tap-sdk-finalize": ("finalize_state",),
+    "tap-sdk-batches": ("batches",),
 }
 
 
 def apply(names: str) -> None:
     """Called from the generated sitecustomize.py, before the connector starts."""
     wanted = {n.strip() for n in names.split(",") if n.strip()}
+    from tap_optouts import sdk as tap_sdk
+
     if wanted & {"tap-stock", "tap-knobs", "tap-stock-writer"}:
-        from tap_optouts import sdk as tap_sdk
-
         tap_sdk.use_stock_sdk(knobs="tap-knobs" in wanted)
-        if "tap-stock-writer" in wanted:
-            from singer_sdk.contrib.msgspec import MsgSpecWriter
+    parts = [part for name in wanted for part in TAP_PARTS.get(name, ())]
+    if parts:
+        tap_sdk.use_stock_sdk(parts)
+    if "tap-stock-writer" in wanted:
+        from singer_sdk.contrib.msgspec import MsgSpecWriter
 
-            from tap_optouts.tap import TapOptouts
+        from tap_optouts.tap import TapOptouts
 
-            TapOptouts.message_writer_class = MsgSpecWriter
-    if "tap-sdk-loop" in wanted:
-        from singer_sdk import Stream
-
-        from tap_optouts.sdk import StreamHooks
-
-        def sdk_loop(
-            self: Stream, context: dict | None = None, *, write_messages: bool = True
-        ) -> t.Any:
-            return Stream._sync_records(self, context, write_messages=write_messages)
-
-        StreamHooks._sync_records = sdk_loop  # type: ignore[method-assign]
-        StreamHooks._process_record = Stream._process_record  # type: ignore[method-assign]
-    if "tap-sdk-lines" in wanted:
-        from singer_sdk import Stream
-
-        from tap_optouts.sdk import StreamHooks
-
-        StreamHooks._write_record_message = Stream._write_record_message  # type: ignore[method-assign]
-    if "tap-sdk-state" in wanted:
-        from singer_sdk import Stream
-
-        from tap_optouts.sdk import StreamHooks
-
-        for name in (
-            "_increment_stream_state",
-            "_write_state_message",
-            "_finalize_state",
-            "_write_starting_replication_value",
-        ):
-            setattr(StreamHooks, name, getattr(Stream, name))
-    if "tap-sdk-batches" in wanted:
-        from singer_sdk import Stream
-
-        from tap_optouts.sdk import StreamHooks
-
-        StreamHooks._sync_batches = Stream._sync_batches  # type: ignore[method-assign]
+        TapOptouts.message_writer_class = MsgSpecWriter
     if "target-stock" in wanted:
         from target_optouts import sdk as target_sdk
 

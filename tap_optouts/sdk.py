@@ -25,11 +25,14 @@ client's own work (the figures: benchmarks/README.md, "What each private SDK use
   msgspec, and one STATE follows the last BATCH message instead of one per file (a STATE between
   them carries only progress markers, and makes the target write each file separately: for
   Optizmo one bulk upload per file).
-- read: `_tap` (the tap's message writer).
+- called by the loop's copy: `_get_state_partition_context`, `_write_starting_replication_value`,
+  `_increment_stream_state`, `_finalize_state`, `_write_state_message`; by `_sync_batches`:
+  `_write_batch_message`. Read: `_tap` (the tap's message writer).
 
 `SDK_SOURCES` holds a digest of the source of every SDK function named above, for the pinned
 singer-sdk: the test fails when an upgrade changes one, and names what to re-read.
-`use_stock_sdk` switches the hooks off (the equivalence tests and benchmarks/sdk_variants.py).
+`use_stock_sdk` switches hooks off by name (`HOOKS`): the equivalence tests and
+benchmarks/sdk_variants.py.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context, Record
 
 __all__ = [
+    "HOOKS",
     "SDK_SOURCES",
     "BaseBatchFileEncoding",
     "BatchConfig",
@@ -68,6 +72,8 @@ SDK_SOURCES = {
     "singer_sdk.streams.core.Stream._sync_batches": "a42df0f3a08779dc",
     "singer_sdk.streams.core.Stream._write_record_message": "292b7bed39883bd9",
     "singer_sdk.streams.core.Stream._increment_stream_state": "cabc0edb2fd4f000",
+    "singer_sdk.streams.core.Stream._write_state_message": "f82ecd8d16986823",
+    "singer_sdk.streams.core.Stream._write_starting_replication_value": "0a24e5d05cd5353c",
     "singer_sdk.streams.core.Stream._finalize_state": "e08e1d0714a904b2",
     "singer_sdk.streams.core.Stream._write_batch_message": "a92596532ab9daed",
     "singer_sdk.streams.core.Stream.get_batches": "a30339d2f28a2f9b",
@@ -86,7 +92,9 @@ class StreamHooks(Stream):
     """The private Stream methods the tap overrides (see the module docstring)."""
 
     STATE_MSG_FREQUENCY = 1 << 62  # public knob: STATE per partition and stream instead
-    hooks_enabled: t.ClassVar[bool] = True  # False: every method below is the SDK's
+    # The hooks switched off, the SDK's own path taken instead (`use_stock_sdk`): the
+    # equivalence tests and the benchmark of what each buys. Names from HOOKS.
+    stock_parts: t.ClassVar[frozenset[str]] = frozenset()
     _in_batches = False
 
     @cached_property
@@ -100,7 +108,7 @@ class StreamHooks(Stream):
         # stream these do not hold for takes the SDK's loop: a record limit (dry runs and the
         # standard tests set one), child streams, post_process, a sorted stream.
         if (
-            not self.hooks_enabled
+            "loop" in self.stock_parts
             or self.ABORT_AT_RECORD_COUNT is not None
             or self.child_streams
             or not self.selected
@@ -150,7 +158,7 @@ class StreamHooks(Stream):
             self._write_state_message()
 
     def _write_record_message(self, record: Record) -> None:
-        if self.hooks_enabled and self._record_lines.write(record):
+        if "record_lines" not in self.stock_parts and self._record_lines.write(record):
             self.state_manager.is_flushed = False
         else:
             super()._write_record_message(record)
@@ -161,7 +169,7 @@ class StreamHooks(Stream):
         child_context: Context | None = None,
         partition_context: Context | None = None,
     ) -> None:
-        if not self.hooks_enabled or self.child_streams:
+        if "loop" in self.stock_parts or self.child_streams:
             super()._process_record(record, child_context, partition_context)
             return
         for key, value in (partition_context or {}).items():
@@ -170,11 +178,11 @@ class StreamHooks(Stream):
 
     def _finalize_state(self, state: dict | None = None) -> None:
         super()._finalize_state(state)
-        if self.hooks_enabled and not self._in_batches:
+        if "finalize_state" not in self.stock_parts and not self._in_batches:
             self._write_state_message()  # a finished partition's bookmark, at once
 
     def _sync_batches(self, batch_config: BatchConfig, context: Context | None = None) -> None:
-        if not self.hooks_enabled:
+        if "batches" in self.stock_parts:
             super()._sync_batches(batch_config, context)
             return
         self._in_batches = True
@@ -192,7 +200,8 @@ class StreamHooks(Stream):
     ) -> t.Iterable[tuple[BaseBatchFileEncoding, list[str]]]:
         encoding = batch_config.encoding
         plain = self._record_lines.plain
-        if not self.hooks_enabled or encoding.format != BatchFileFormat.JSONL or not plain:
+        stock = "record_lines" in self.stock_parts
+        if stock or encoding.format != BatchFileFormat.JSONL or not plain:
             yield from super().get_batches(batch_config, context)
             return
         records = self._sync_records(context, write_messages=False)
@@ -200,11 +209,26 @@ class StreamHooks(Stream):
             yield encoding, manifest
 
 
-def use_stock_sdk(*, knobs: bool = False) -> None:
-    """Every hook above off: the tap runs the SDK's own record messages and state handling
-    (with `knobs`, also the public TYPE_CONFORMANCE_LEVEL NONE). For the equivalence tests and
-    the benchmark of what the hooks buy; STATE_MSG_FREQUENCY back to the SDK's default."""
-    StreamHooks.hooks_enabled = False
-    StreamHooks.STATE_MSG_FREQUENCY = Stream.STATE_MSG_FREQUENCY
+# What each hook is called in `stock_parts` and `use_stock_sdk`.
+HOOKS = {
+    "record_lines": "_write_record_message and get_batches: RECORD lines and files by msgspec",
+    "loop": "_sync_records and _process_record: the record loop's copy",
+    "finalize_state": "_finalize_state: a STATE after each finished partition",
+    "batches": "_sync_batches: one STATE after the last BATCH message, not one per file",
+    "state_frequency": "STATE_MSG_FREQUENCY off (public): STATE per partition, not per 10,000",
+}
+
+
+def use_stock_sdk(parts: t.Iterable[str] = tuple(HOOKS), *, knobs: bool = False) -> None:
+    """The hooks named by `parts` (all by default) off: the tap takes the SDK's own path for
+    them. With `knobs`, also the public TYPE_CONFORMANCE_LEVEL NONE. For the equivalence tests
+    and the benchmark of what each hook buys."""
+    chosen = frozenset(parts)
+    unknown = chosen - HOOKS.keys()
+    if unknown:
+        raise ValueError(f"no such hook: {sorted(unknown)} (known: {sorted(HOOKS)})")
+    StreamHooks.stock_parts = chosen
+    if "state_frequency" in chosen:
+        StreamHooks.STATE_MSG_FREQUENCY = Stream.STATE_MSG_FREQUENCY
     if knobs:
         StreamHooks.TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE

@@ -10,6 +10,8 @@ file that is not JSON is a reject with its number, as one bad RECORD line is.
 from __future__ import annotations
 
 import gzip
+import io
+import logging
 import typing as t
 from contextlib import ExitStack, contextmanager
 
@@ -21,6 +23,9 @@ from target_optouts.errors import BatchFileError
 from target_optouts.lines import LineTooLong, TooLong, line_count, split_lines, whole_line_chunks
 from target_optouts.reader import StopReading
 from target_optouts.sdk import BaseBatchFileEncoding, StorageTarget
+
+logger = logging.getLogger("target-optouts")
+GZIP_MAGIC = b"\x1f\x8b"  # no JSON line starts with these bytes
 
 # Bytes of a batch file read at a time.
 READ_BYTES = 1 << 20
@@ -74,6 +79,17 @@ def open_file(
             handle = stack.enter_context((storage or StorageTarget.from_url(head)).open(tail))
         except (OSError, ImportError, ValueError) as exc:
             raise unreadable(stream, f"file {path!r}: {redact(exc)}") from None
+        if compression != "gzip":
+            # singer-sdk's own batcher compresses its files whatever the encoding names.
+            handle = handle if hasattr(handle, "peek") else io.BufferedReader(handle)
+            if handle.peek(2)[:2] == GZIP_MAGIC:
+                logger.warning(
+                    "target-optouts: stream %r: file %r is gzip-compressed though its BATCH "
+                    "message names no compression; read as gzip",
+                    stream,
+                    path.rsplit("/", 1)[-1],
+                )
+                compression = "gzip"
         if compression == "gzip":
             handle = stack.enter_context(gzip.open(handle))
         yield handle

@@ -16,8 +16,9 @@ of its files (singer-sdk 0.54 has them in `singer_sdk.helpers._batch` only).
   was (a BATCH file half read, a batch half sent); here the batch in flight is finished first
   (`TargetOptouts.on_termination_signal`). A repeated signal is a duplicate, as the SDK's main
   now treats it (Meltano and the OS both send one).
-- called: `_sinks_active` (which sink a stream's records reach unchanged, for record blocks),
-  `_handle_max_record_age` (after each block, as the SDK does after each record).
+- called or read: `_sinks_active` (which sink a stream's records reach unchanged, for record
+  blocks), `_handle_max_record_age` (after each block, as the SDK does after each record),
+  `_latest_state` (the SDK's check that a STATE is new, kept as it is).
 
 `SinkHooks` (BatchSink):
 - `_validate_and_parse`: a record failing the schema is remembered and rejected by

@@ -20,7 +20,6 @@ import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from singer_sdk import Stream
 
 from optouts_providers.optizmo import wire as optizmo_wire
 from optouts_providers.slicktext import wire as slicktext_wire
@@ -48,11 +47,13 @@ def run_tap(config: dict[str, Any]) -> list[dict[str, Any]]:
     return [json.loads(line) for line in data.splitlines()]
 
 
-def stock_sdk(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every tap hook off (`tap_optouts.sdk.use_stock_sdk`), undone at the test's end."""
-    monkeypatch.setattr(sdk.StreamHooks, "hooks_enabled", True)
-    monkeypatch.setattr(sdk.StreamHooks, "STATE_MSG_FREQUENCY", sdk.StreamHooks.STATE_MSG_FREQUENCY)
-    sdk.use_stock_sdk()
+def stock_sdk(monkeypatch: pytest.MonkeyPatch, *parts: str) -> None:
+    """The tap's hooks named (all by default) off (`tap_optouts.sdk.use_stock_sdk`), undone
+    at the test's end."""
+    hooks = sdk.StreamHooks
+    monkeypatch.setattr(hooks, "stock_parts", hooks.stock_parts)
+    monkeypatch.setattr(hooks, "STATE_MSG_FREQUENCY", hooks.STATE_MSG_FREQUENCY)
+    sdk.use_stock_sdk(parts or tuple(sdk.HOOKS))
 
 
 def records_of(messages: list[dict[str, Any]]) -> list[Any]:
@@ -67,7 +68,7 @@ def test_tap_records_and_state_are_the_stock_sdks(monkeypatch):
         with monkeypatch.context() as m:
             stock_sdk(m)
             stock = run_tap(config)
-        assert sdk.StreamHooks.hooks_enabled  # the context restored the hooks
+        assert sdk.StreamHooks.stock_parts == frozenset()  # the context restored the hooks
 
     assert records_of(fast) == records_of(stock)
     assert len(records_of(fast)) > 600
@@ -360,8 +361,33 @@ def test_one_state_after_the_last_batch_message_makes_one_optizmo_upload(monkeyp
     with running_sandbox(size=3000) as server:
         batches, states, uploads = pipe(tmp_path / "hooks")
         with monkeypatch.context() as m:
-            m.setattr(sdk.StreamHooks, "_sync_batches", Stream._sync_batches)
+            stock_sdk(m, "batches")
             stock_batches, stock_states, stock_uploads = pipe(tmp_path / "stock")
     assert batches == stock_batches >= 5
     assert uploads == states == 2  # one per list of the stream, not one per file
     assert stock_uploads >= stock_states > states  # a drain, so an upload, per STATE
+
+
+def test_the_sdks_own_batch_files_are_read_whatever_their_encoding_names(monkeypatch, tmp_path):
+    # singer-sdk's batcher gzips its files even when the encoding names no compression: the
+    # target reads them as what they are, rather than reject every line as not JSON.
+    with running_sandbox(size=300) as server:
+        config = {
+            **tap_config(server, optizmo={"list_ids": None}),
+            "batch_config": {
+                "encoding": {"format": "jsonl"},
+                "storage": {"root": f"file://{tmp_path}"},
+            },
+        }
+        with monkeypatch.context() as m:
+            stock_sdk(m, "record_lines")
+            messages = run_tap(config)
+        batches = [m for m in messages if m["type"] == "BATCH"]
+        assert batches and all("compression" not in m["encoding"] for m in batches)
+        assert all(url.endswith(".gz") for m in batches for url in m["manifest"])
+        run = run_target(target_config(server, ("optizmo",)), messages)
+    assert run.error is None
+    assert run.target.summary is not None
+    inputs = run.target.summary["input"]
+    assert inputs["rejected"] == inputs["invalid_lines"] == 0
+    assert run.target.summary["destinations"]["optizmo"]["written"] > 250

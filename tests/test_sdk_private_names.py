@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import inspect
 import textwrap
+from pathlib import Path
 
 import pytest
 from singer_sdk import Stream, Tap, Target
@@ -87,11 +88,14 @@ def sdk_private_names() -> set[str]:
 
 
 def _uses(source: str, names: set[str]) -> list[str]:
-    """Where the source reads one of `names` as an attribute, or defines it as a method."""
+    """Where the source reads one of `names` as an attribute or names it in a string (as
+    getattr and monkeypatch do), or defines it as a method."""
     found = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Attribute) and node.attr in names:
             found.append(f"{node.lineno}: .{node.attr}")
+        elif isinstance(node, ast.Constant) and node.value in names:
+            found.append(f"{node.lineno}: {node.value!r}")
         elif isinstance(node, ast.ClassDef):
             for item in node.body:
                 if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef) and item.name in names:
@@ -100,10 +104,14 @@ def _uses(source: str, names: set[str]) -> list[str]:
 
 
 def _project_modules() -> list[tuple[str, str]]:
+    """Every Python file of the packages, the tests, the benchmarks and the scripts (but this
+    one, which names the private names it looks for)."""
+    here = Path(__file__).resolve()
     return [
         (str(path.relative_to(ROOT)), path.read_text())
-        for package in PACKAGES
-        for path in sorted((ROOT / package).rglob("*.py"))
+        for folder in (*PACKAGES, "tests", "benchmarks", "scripts")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if path.resolve() != here and "results" not in path.relative_to(ROOT).parts
     ]
 
 
