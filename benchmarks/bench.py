@@ -397,8 +397,8 @@ def table(summary: dict[str, dict[str, Any]]) -> str:
 
 # The performance budget (2 cores, rate limits off); see README.md.
 TAP_RECORDS_PER_SECOND = 60_000
-TAP_RATIO = 0.25
-TARGET_RECORDS_PER_SECOND = 60_000
+TAP_RATIO = 0.4
+TARGET_RECORDS_PER_SECOND = 100_000  # into CheckMarket
 MELTANO_WALL_SECONDS = 20.0
 LEDGER_OVERHEAD = 0.15  # the ledger's cost on the meltano run
 WRITE_KINDS = ("checkmarket POST", "slicktext POST", "optizmo-collect POST", "optizmo PUT")
