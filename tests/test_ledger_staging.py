@@ -5,6 +5,8 @@ and the next run writes nothing of it."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -61,9 +63,10 @@ def _held(url: str, optouts: list[OptOut]) -> list[tuple[int, int, int]]:
         ledger.close()
 
 
+@pytest.mark.parametrize("presorted", [False, True], ids=["merge-sorts", "presorted"])
 @pytest.mark.parametrize("lists", [(LIST_ID,), (LIST_ID, "list-2")])
 def test_a_batch_is_held_only_once_accepted_and_then_never_written_again(
-    tmp_path: Path, lists: tuple[str, ...]
+    tmp_path: Path, lists: tuple[str, ...], presorted: bool
 ):
     url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
     optouts = _optouts(2500, lists=lists)
@@ -72,6 +75,10 @@ def test_a_batch_is_held_only_once_accepted_and_then_never_written_again(
     first = _plan_all(session, optouts + optouts[:10])  # a repeat in a later part
     assert set(first.values()) == {checkmarket}
     assert _held(url, optouts[:50]) == [(0, 0, 0)] * 50  # staged, not yet in the ledger
+    if presorted:
+        session.completing(STREAM)  # sorted while the destinations would finish
+        session.ledger._sorted_now(session.batches[STREAM].id)
+        assert _held(url, optouts[:50]) == [(0, 0, 0)] * 50  # sorted, still not held
     session.completed(STREAM)
     session.close(True)
     held = _held(url, optouts)
@@ -101,3 +108,57 @@ def test_a_failed_run_leaves_its_batch_pending_and_the_next_run_writes_it(tmp_pa
     again.completed(STREAM)
     again.close(True)
     assert all(p & checkmarket and not pend for p, pend, _r in _held(url, optouts))
+
+
+def test_a_failure_while_the_batch_sorts_records_nothing_as_written(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    optouts = _optouts(3000)
+    session = _session(url)
+    checkmarket = next(iter(session.targets.values())).bit
+    _plan_all(session, optouts)
+    batch = session.batches[STREAM].id
+    session.completing(STREAM)
+    assert batch in session.ledger._sorting  # the sort runs beside the destinations
+    session.close(False)  # a destination failed before accepting the batch
+    held = _held(url, optouts)
+    assert all(
+        not present & checkmarket and pending == checkmarket for present, pending, _r in held
+    )
+    assert not [t for t in threading.enumerate() if t.name.startswith("ledger-sort-")]
+
+
+def test_refusals_are_traced_through_a_sorted_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # Evidence flushed every 500 keys: the first refusal is traced through the staged rows.
+    monkeypatch.setattr("target_optouts.ledger.session.FLUSH_KEYS", 500)
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    optouts = _optouts(2000)
+    session = _session(url)
+    email = next(t for t in session.targets.values() if t.kind == "email")
+    _plan_all(session, optouts)
+    session.completing(STREAM)
+    refused = [optouts[0], optouts[-1]]  # both flushed from memory: found in the sorted rows
+    for optout in refused:
+        session.refused(STREAM, [email], optout.email, "invalid")
+    assert session.batches[STREAM].withheld == 0  # both traced
+    session.completed(STREAM)
+    session.close(True)
+    held = _held(url, optouts)
+    for index in (0, len(optouts) - 1):
+        present, pending, rejected = held[index]
+        assert not present & email.bit and not pending and rejected == email.bit
+    assert all(p & email.bit for p, _pend, _r in held[1:-1])
+
+
+def test_closing_the_ledger_while_a_sort_runs_stops_it_and_records_nothing(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    optouts = _optouts(60_000)
+    session = _session(url)
+    _plan_all(session, optouts, part=20_000)
+    session.completing(STREAM)
+    started = time.monotonic()
+    session.ledger.close()  # the run ends at once (a signal): the sort is interrupted
+    assert time.monotonic() - started < 10
+    assert not [t for t in threading.enumerate() if t.name.startswith("ledger-sort-")]
+    assert _held(url, optouts[:100]) == [(0, 0, 0)] * 100

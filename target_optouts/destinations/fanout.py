@@ -64,6 +64,8 @@ class Destinations:
         self._each(lambda destination: destination.feed(stream, optouts, plan))
 
     def complete(self, stream: str) -> None:
+        if self.ledger is not None:
+            self.ledger.completing(stream)  # the ledger sorts the batch while they finish
         self._each(lambda destination: destination.complete(stream))
         if self.ledger is not None:
             self.ledger.completed(stream)

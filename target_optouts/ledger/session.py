@@ -434,6 +434,17 @@ class LedgerSession:
             for key, value in answer.items():
                 totals[key] = totals.get(key, 0) + value
 
+    def completing(self, stream: str) -> None:
+        """The stream's batch is fed whole; its destinations now finish their writes. The
+        ledger prepares the batch's merge meanwhile (records nothing yet)."""
+        batch = self.batches.get(stream)
+        if batch is None or not self.enabled or self.dry_run:
+            return
+        try:
+            self.ledger.prepare_batch(batch.id)
+        except (SQLAlchemyError, OSError, RuntimeError) as exc:
+            self._disable(exc)
+
     def completed(self, stream: str) -> None:
         """Every destination accepted the stream's batch: record it."""
         batch = self.batches.pop(stream, None)

@@ -12,6 +12,11 @@ ledger as if the batch had never been seen (the next run writes it again).
 A staged row: the address's key and origin, when it was first seen, the destinations now known
 to hold it (`learned`: its own stream's provider), those it is being written to (`pending`)
 and those that refused it (`rejected`, set once the batch's answers are in).
+
+Once a batch's last part is staged, its rows can be sorted (`sort`: SQLite) into a table in key
+order while the destinations finish their last writes; the merge then reads that table in
+order, with no sort of its own. The sorted table holds every row's values (a part's shared
+ones resolved), so refusals and lookups read it alone.
 """
 
 from __future__ import annotations
@@ -45,13 +50,17 @@ _ROWS = (
     "coalesce(s.origin_destination, p.origin_destination) AS origin_destination, "
     "s.opted_out_at AS opted_out_at, p.first_seen_at AS first_seen_at, "
     "coalesce(s.learned, p.learned) AS learned, coalesce(s.pending, p.pending) AS pending, "
-    "s.rejected AS rejected FROM {table} AS s JOIN {parts} AS p ON p.id = s.part"
+    "s.rejected AS rejected, s.part AS part FROM {table} AS s JOIN {parts} AS p ON p.id = s.part"
 )
 
 
 def name(batch: int, postgres: bool) -> str:
     table = f"ledger_stage_{int(batch)}"
     return table if postgres else f"temp.{table}"
+
+
+def sorted_name(batch: int) -> str:
+    return f"temp.ledger_sorted_{int(batch)}"
 
 
 def _parts(postgres: bool) -> str:
@@ -105,11 +114,36 @@ def append(
         )
 
 
-def sent(conn: Connection, batch: int, postgres: bool, hi: int, lo: int, bit: int) -> bool:
+def sort(conn: Connection, batch: int) -> None:
+    """Copy the batch's staged rows (SQLite), their values resolved, into a table in key order
+    (its rowids), and drop the unsorted one: what the merge reads then needs no sort."""
+    rows = _ROWS.format(table=name(batch, False), parts=_parts(False))
+    conn.exec_driver_sql(
+        f"CREATE TEMP TABLE ledger_sorted_{int(batch)} AS SELECT * FROM ({rows}) ORDER BY id"
+    )
+    conn.exec_driver_sql(f"DROP TABLE {name(batch, False)}")
+
+
+def _rows(batch: int, postgres: bool, is_sorted: bool) -> str:
+    if is_sorted:
+        return f"SELECT * FROM {sorted_name(batch)}"
+    return _ROWS.format(table=name(batch, postgres), parts=_parts(postgres))
+
+
+def sent(
+    conn: Connection,
+    batch: int,
+    postgres: bool,
+    hi: int,
+    lo: int,
+    bit: int,
+    *,
+    is_sorted: bool = False,
+) -> bool:
     """Whether the staged key is being written to the destination `bit` (a scan: only for a
     provider's answer naming a key the batch no longer keeps in memory)."""
     mark = "%s" if postgres else "?"
-    rows = _ROWS.format(table=name(batch, postgres), parts=_parts(postgres))
+    rows = _rows(batch, postgres, is_sorted)
     row = conn.exec_driver_sql(
         f"SELECT 1 FROM ({rows}) AS r WHERE id = {mark} AND lo = {mark} "
         f"AND pending & {mark} != 0 LIMIT 1",
@@ -119,7 +153,12 @@ def sent(conn: Connection, batch: int, postgres: bool, hi: int, lo: int, bit: in
 
 
 def refuse(
-    conn: Connection, batch: int, postgres: bool, refused: dict[int, list[tuple[int, int]]]
+    conn: Connection,
+    batch: int,
+    postgres: bool,
+    refused: dict[int, list[tuple[int, int]]],
+    *,
+    is_sorted: bool = False,
 ) -> None:
     """The keys each destination (`bit`: keys) refused: rejected there, not pending."""
     per_key: dict[tuple[int, int], int] = {}
@@ -128,7 +167,7 @@ def refuse(
             per_key[key] = per_key.get(key, 0) | bit
     if not per_key:
         return
-    table = name(batch, postgres)
+    table = sorted_name(batch) if is_sorted else name(batch, postgres)
     mark = "%s" if postgres else "?"
     cast = "::bigint" if postgres else ""
     # One statement per key would scan the staged rows once each; through a keyed temporary
@@ -144,7 +183,9 @@ def refuse(
     )
     short = table.removeprefix("temp.")
     own = (
-        f"coalesce({short}.pending, (SELECT p.pending FROM {_parts(postgres)} AS p "
+        f"{short}.pending"
+        if is_sorted
+        else f"coalesce({short}.pending, (SELECT p.pending FROM {_parts(postgres)} AS p "
         f"WHERE p.id = {short}.part))"
     )
     conn.exec_driver_sql(
@@ -156,14 +197,23 @@ def refuse(
 
 
 def merge(
-    conn: Connection, batch: int, postgres: bool, *, run: int, withheld: int, accepted: bool
+    conn: Connection,
+    batch: int,
+    postgres: bool,
+    *,
+    run: int,
+    withheld: int,
+    accepted: bool,
+    is_sorted: bool = False,
 ) -> None:
     """Merge the staged rows into `ledger_addresses`, in key order. `accepted`: every
     destination accepted the batch, so what was pending is now held (less `withheld`: bits
     whose refusals could not be traced to a key); otherwise it stays pending (`pending_batch`),
-    and only what the origin holds is recorded held."""
+    and only what the origin holds is recorded held. `is_sorted`: read the sorted table, in
+    its order."""
     rows = _ROWS.format(table=name(batch, postgres), parts=_parts(postgres))
     p = _marks(postgres)
+    order = "id"
     if postgres:
         # A statement may upsert a row only once: a key staged twice is merged first.
         source = (
@@ -173,6 +223,8 @@ def merge(
             "first_seen_at, bit_or(learned) AS learned, bit_or(pending) AS pending, "
             f"bit_or(rejected) AS rejected FROM ({rows}) AS r GROUP BY id, lo)"
         )
+    elif is_sorted:
+        source, order = sorted_name(batch), "s.rowid"
     else:
         source = f"({rows})"
     if accepted:
@@ -202,7 +254,7 @@ def merge(
         "origin_destination, opted_out_at, first_seen_at, first_run, present, pending, "
         "pending_batch, rejected) "
         "SELECT id, lo, kind, clear, origin_stream, origin_destination, opted_out_at, "
-        f"first_seen_at, {p['run']}, {values} FROM {source} AS s WHERE true ORDER BY id "
+        f"first_seen_at, {p['run']}, {values} FROM {source} AS s WHERE true ORDER BY {order} "
         f"ON CONFLICT (id) DO UPDATE SET {update}, "
         "origin_stream = coalesce(a.origin_stream, excluded.origin_stream), "
         "origin_destination = coalesce(a.origin_destination, excluded.origin_destination), "
@@ -211,11 +263,11 @@ def merge(
         "WHERE a.lo = excluded.lo",
         {"run": run, "withheld": withheld, "batch": batch},
     )
-    drop(conn, batch, postgres)
+    drop(conn, batch, postgres, is_sorted=is_sorted)
 
 
-def drop(conn: Connection, batch: int, postgres: bool) -> None:
-    table = name(batch, postgres)
+def drop(conn: Connection, batch: int, postgres: bool, *, is_sorted: bool = False) -> None:
+    table = sorted_name(batch) if is_sorted else name(batch, postgres)
     conn.exec_driver_sql(
         f"DELETE FROM {_parts(postgres)} WHERE id IN (SELECT DISTINCT part FROM {table})"
     )

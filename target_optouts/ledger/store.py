@@ -18,7 +18,7 @@ import threading
 import time
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,6 +145,8 @@ class Ledger:
         self._conn: Connection | None = None
         self._staged: set[int] = set()  # batches with a staging table
         self._parts = 0  # the staged parts' ids
+        self._sorting: dict[int, threading.Thread] = {}  # batches being sorted (`prepare`)
+        self._sorted: set[int] = set()  # batches whose rows are in key order
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -241,6 +243,7 @@ class Ledger:
         return cls(engine, keys, clear=clear, where=where)
 
     def close(self) -> None:
+        self._stop_sorting()
         with self._lock:
             if self._conn is not None:
                 try:
@@ -378,6 +381,51 @@ class Ledger:
                 self._staged.add(batch)
             stage.append(conn, batch, self.postgres, (self._parts, *shared), columns, rows)
 
+    def prepare_batch(self, batch: int) -> None:
+        """Every part of the batch is staged: sort its rows in key order (SQLite), on a worker
+        thread, while the destinations finish their writes. Nothing of the ledger's own tables
+        changes: what the batch holds is still recorded only by `complete_batch`. The worker
+        holds the connection while its statement runs (sqlite3 lets go of the GIL meanwhile);
+        a sort that fails leaves the batch staged as it was, and the merge sorts it."""
+        if self.postgres or batch not in self._staged or batch in self._sorting:
+            return
+        if batch in self._sorted:
+            return
+        worker = threading.Thread(
+            target=self._sort, args=(batch,), name=f"ledger-sort-{batch}", daemon=True
+        )
+        self._sorting[batch] = worker
+        worker.start()
+
+    def _sort(self, batch: int) -> None:
+        try:
+            with self._tx(deferred=True) as conn:
+                stage.sort(conn, batch)
+            self._sorted.add(batch)
+        except Exception as exc:  # the merge then sorts the rows itself
+            logger.debug("target-optouts: the ledger's sort of batch %s failed: %s", batch, exc)
+
+    def _sorted_now(self, batch: int) -> bool:
+        """Wait for the batch's sort, if one runs; whether its rows are in key order."""
+        worker = self._sorting.pop(batch, None)
+        if worker is not None:
+            worker.join()
+        return batch in self._sorted
+
+    def _stop_sorting(self, timeout: float = 10.0) -> None:
+        """Interrupt any sort still running (a run that ends early) and wait for it, bounded:
+        the interrupted statement rolls back, and the batch stays as staged."""
+        if not self._sorting:
+            return
+        conn = self._conn
+        if conn is not None:
+            with suppress(Exception):  # a connection already closed
+                conn.connection.dbapi_connection.interrupt()  # type: ignore[union-attr]
+        for batch, worker in list(self._sorting.items()):
+            worker.join(timeout)
+            if not worker.is_alive():
+                self._sorting.pop(batch, None)
+
     def complete_batch(
         self,
         run: int,
@@ -395,14 +443,24 @@ class Ledger:
         `stored`: for the evidence stored while the batch ran, each destination's answer, the
         keys to take out of its written rows (refused, already held) and the destinations
         withheld."""
+        is_sorted = self._sorted_now(batch)
         now = time.time()
         with self._tx() as conn:
             if stored:
                 self._settle_stored(conn, batch, now, stored)
             if batch in self._staged:
-                stage.refuse(conn, batch, self.postgres, refused)
-                stage.merge(conn, batch, self.postgres, run=run, withheld=withheld, accepted=True)
+                stage.refuse(conn, batch, self.postgres, refused, is_sorted=is_sorted)
+                stage.merge(
+                    conn,
+                    batch,
+                    self.postgres,
+                    run=run,
+                    withheld=withheld,
+                    accepted=True,
+                    is_sorted=is_sorted,
+                )
                 self._staged.discard(batch)
+                self._sorted.discard(batch)
             if evidence:
                 _insert_evidence(conn, run, batch, now, evidence)
             conn.execute(T.batches.update().where(T.batches.c.id == batch).values(completed_at=now))
@@ -412,9 +470,19 @@ class Ledger:
         what was being written stays pending."""
         if batch not in self._staged:
             return
+        is_sorted = self._sorted_now(batch)
         with self._tx() as conn:
-            stage.merge(conn, batch, self.postgres, run=run, withheld=0, accepted=False)
+            stage.merge(
+                conn,
+                batch,
+                self.postgres,
+                run=run,
+                withheld=0,
+                accepted=False,
+                is_sorted=is_sorted,
+            )
             self._staged.discard(batch)
+            self._sorted.discard(batch)
 
     def _settle_stored(
         self, conn: Connection, batch: int, now: float, stored: dict[str, Any]
@@ -459,8 +527,9 @@ class Ledger:
         """Whether the key waits, in this batch, to be recorded held by the destination."""
         if batch not in self._staged:
             return False
+        is_sorted = self._sorted_now(batch)
         with self._tx(deferred=True) as conn:
-            return stage.sent(conn, batch, self.postgres, hi, lo, bit)
+            return stage.sent(conn, batch, self.postgres, hi, lo, bit, is_sorted=is_sorted)
 
     def add_evidence(
         self, run: int, destination: int, how: str, ids: bytes, count: int, answer: str | None
