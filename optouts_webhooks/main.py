@@ -17,12 +17,10 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
 import uvicorn
 
 from optouts_providers import checkmarket
-from optouts_providers.checkmarket import webhooks as cm_hooks
-from optouts_providers.checkmarket import wire as cm_wire
+from optouts_providers.http import ProviderError, http_options
 from optouts_providers.redact import install_log_redaction, redact
 from optouts_webhooks.app import Receiver, create_app
 from optouts_webhooks.config import ConfigError, load, webhook_settings
@@ -114,22 +112,15 @@ def register(config: dict[str, Any], token: str, public_url: str) -> int:
     base = public_url.rstrip("/")
     cm = config.get("checkmarket") or {}
     if checkmarket.configured(cm):
-        response = requests.post(
-            f"{checkmarket.base_url(cm).rstrip('/')}/{cm_hooks.HOOKS_PATH}",
-            json=cm_hooks.hook_body(f"{base}/webhooks/checkmarket/{token}"),
-            headers={
-                cm_wire.MASTER_KEY_HEADER: cm["master_key"],
-                cm_wire.KEY_HEADER: cm["key"],
-                "Accept": "application/json",
-            },
-            timeout=(10, 60),
-        )
-        if response.status_code >= 300:
-            message = cm_wire.error_message(_json(response)) or response.reason
+        client = checkmarket.client_from_config(cm, http_options(config))
+        try:
+            data = client.register_hook(f"{base}/webhooks/checkmarket/{token}")
+        except ProviderError as exc:
             raise ConfigError(
-                f"CheckMarket refused the hook ({response.status_code}): {redact(message)}"
-            )
-        data = (_json(response) or {}).get("Data") or {}
+                f"CheckMarket refused the hook ({exc.status}): {exc.detail}"
+            ) from None
+        finally:
+            client.close()
         print(
             f"CheckMarket: hook {data.get('WebhookId')} registered for Panelist.Optout at "
             f"{base}/webhooks/checkmarket/***"
@@ -146,13 +137,6 @@ def register(config: dict[str, Any], token: str, public_url: str) -> int:
         f"{base}/webhooks/slicktext-v2/<path_token> for contact_updated and contact_created"
     )
     return 0
-
-
-def _json(response: requests.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
 
 
 if __name__ == "__main__":

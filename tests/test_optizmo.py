@@ -12,44 +12,19 @@ import requests
 from hypothesis import given
 from hypothesis import strategies as st
 
-from optouts_providers.http import ProviderError, RetryableProviderError, RetryPolicy
+from optouts_providers.http import ProviderError, RetryableProviderError
 from optouts_providers.optizmo import wire
 from optouts_providers.optizmo.bulk import OptizmoImportError
-from optouts_providers.optizmo.client import OptizmoClient
 from optouts_providers.optizmo.files import file_timestamp
 from optouts_providers.optizmo.storage import DOWNLOAD_ATTEMPTS
 from optouts_providers.timeutil import to_rfc3339
 from optouts_sandbox import credentials as C
-from optouts_sandbox.optizmo import OptizmoEmulator
 from optouts_sandbox.seed import Person, at_provider, generate
+from tests.optizmo_support import EPOCH, KEY, client_for, emulator, read
 from tests.sandbox_support import control, run_cli, running_sandbox, tap_config
 
 EMAIL_LIST = C.OPTIZMO_EMAIL_LIST_ID
 SMS_LIST = C.OPTIZMO_SMS_LIST_ID
-EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
-KEY = C.OPTIZMO_API_KEY
-
-
-def client_for(server, api_key: str = KEY) -> OptizmoClient:
-    urls = server.base_urls()
-    return OptizmoClient(
-        urls["optizmo"],
-        api_key,
-        collect_base_url=urls["optizmo-collect"],
-        retry=RetryPolicy(max_tries=5, base_seconds=0.05, cap_seconds=0.5, max_wait_seconds=30),
-    )
-
-
-def emulator(server) -> OptizmoEmulator:
-    return server.sandbox.emulators["optizmo"]
-
-
-def read(
-    client: OptizmoClient, list_id: str, start: datetime = EPOCH, end: datetime | None = None, **kw
-) -> list[dict]:
-    kw.setdefault("poll_interval_seconds", 0.02)
-    kw.setdefault("download_timeout_seconds", 10)
-    return list(client.iter_optouts(list_id, start, end or datetime.now(UTC), **kw))
 
 
 def held(server, list_id: str) -> dict:

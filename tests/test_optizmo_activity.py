@@ -14,8 +14,8 @@ from optouts_providers.http import ProviderError
 from optouts_providers.optizmo import wire
 from optouts_sandbox import credentials as C
 from optouts_sandbox.optizmo.lists import AFFILIATES
+from tests.optizmo_support import client_for, emulator
 from tests.sandbox_support import control, run_cli, run_process, running_sandbox, tap_config
-from tests.test_optizmo import client_for, emulator
 
 STREAM = "optizmo_download_activity"
 EPOCH = datetime(2020, 1, 1, tzinfo=UTC)

@@ -19,8 +19,8 @@ import pytest
 from optouts_providers.http import ProviderError
 from optouts_providers.optizmo.files import MAX_LINE_BYTES
 from optouts_sandbox import credentials as C
+from tests.optizmo_support import client_for, read
 from tests.sandbox_support import BIN, running_sandbox, tap_config
-from tests.test_optizmo import client_for, read
 
 LINE_BYTES = 200 * 1024 * 1024
 # The tap peaks near 50 MB on any list (benchmarks/RESULTS.md); reading the line whole

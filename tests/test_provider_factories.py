@@ -140,3 +140,22 @@ def test_the_target_and_the_receiver_never_import_the_tap():
             if any(name == "tap_optouts" or name.startswith("tap_optouts.") for name in names):
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert found == []
+
+
+def test_the_receiver_calls_providers_only_through_their_clients():
+    """No raw HTTP in the receiver: a provider call there would skip the client's auth,
+    retries and secret redaction."""
+    found = []
+    for path in _modules("optouts_webhooks"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            elif isinstance(node, ast.Name) and node.id == "requests":
+                names = ["requests"]
+            else:
+                continue
+            if any(name in ("requests", "httpx", "urllib.request") for name in names):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert found == []

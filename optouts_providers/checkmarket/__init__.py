@@ -13,6 +13,15 @@ from collections.abc import Mapping
 if t.TYPE_CHECKING:
     from optouts_providers.checkmarket.client import CheckMarketClient
 
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_PAGE_SIZE",
+    "base_url",
+    "client_from_config",
+    "configured",
+]
+
 # The EU region; accounts elsewhere set base_url (api-us, api-ca).
 DEFAULT_BASE_URL = "https://api-eu.agileresearch.medallia.com"
 DEFAULT_PAGE_SIZE = 1000

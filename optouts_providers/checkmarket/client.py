@@ -17,7 +17,7 @@ import requests
 from singer_sdk.authenticators import APIKeyAuthenticator
 from singer_sdk.pagination import BaseHATEOASPaginator
 
-from optouts_providers.checkmarket import wire
+from optouts_providers.checkmarket import webhooks, wire
 from optouts_providers.http import (
     DEFAULT_TIMEOUT,
     CallStats,
@@ -206,6 +206,15 @@ class CheckMarketClient:
             raise ProviderError(
                 wire.PROVIDER, method, endpoint, response.status_code, detail
             ) from None
+
+    # -- hooks ----------------------------------------------------------------------------
+    def register_hook(self, url: str) -> dict[str, Any]:
+        """Register the `Panelist.Optout` hook at `url`; the registered hook (its `Data`)."""
+        response = self.session.request(
+            "POST", webhooks.HOOKS_PATH, data=_encode(webhooks.hook_body(url)), headers=JSON_BODY
+        )
+        data = self._answer(response, lambda body: (body or {}).get("Data"))
+        return data if isinstance(data, dict) else {}
 
     # -- write ----------------------------------------------------------------------------
     def add_optouts(self, emails: Sequence[str], phones: Sequence[str]) -> WriteResult:

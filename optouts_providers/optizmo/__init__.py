@@ -19,10 +19,20 @@ if t.TYPE_CHECKING:
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_COLLECT_BASE_URL",
+    "base_url",
     "client_from_config",
+    "collect_base_url",
     "configured",
     "emails_in_bulk",
 ]
+
+
+def base_url(settings: Mapping[str, t.Any]) -> str:
+    return settings.get("base_url") or DEFAULT_BASE_URL
+
+
+def collect_base_url(settings: Mapping[str, t.Any]) -> str:
+    return settings.get("collect_base_url") or DEFAULT_COLLECT_BASE_URL
 
 
 def configured(settings: Mapping[str, t.Any]) -> bool:
@@ -37,9 +47,9 @@ def client_from_config(
     from optouts_providers.optizmo.client import OptizmoClient
 
     return OptizmoClient(
-        settings.get("base_url") or DEFAULT_BASE_URL,
+        base_url(settings),
         settings["api_key"],
-        collect_base_url=settings.get("collect_base_url") or DEFAULT_COLLECT_BASE_URL,
+        collect_base_url=collect_base_url(settings),
         **http_options,
     )
 

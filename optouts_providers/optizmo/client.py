@@ -106,6 +106,10 @@ class OptizmoClient:
         """Options: `bulk.upload_file`."""
         return bulk.upload_file(self.hosts, list_id, spool, count, **options)
 
+    def collect_all(self, list_id: str, values: Iterable[str], channel: str) -> WriteResult:
+        """Each value collected once (the caller chose collect: `emails_in_bulk`)."""
+        return collect.collect_each(self.hosts, list_id, _unique(values), channel)
+
     def write_optouts(
         self,
         list_id: str,
@@ -119,9 +123,9 @@ class OptizmoClient:
         """Collect or bulk (`emails_in_bulk`); SMS numbers are always collected."""
         if channel not in ("email", "sms"):
             raise ValueError(f"channel must be 'email' or 'sms', not {channel!r}")
-        unique = list(dict.fromkeys(wire.normalize(v) for v in values if v and v.strip()))
         if channel == "sms":
-            return collect.collect_each(self.hosts, list_id, unique, "sms")
+            return self.collect_all(list_id, values, "sms")
+        unique = _unique(values)
         hashes = [v for v in unique if wire.is_md5(v)]
         emails = [v for v in unique if not wire.is_md5(v)]
         result = WriteResult()
@@ -140,3 +144,7 @@ class OptizmoClient:
                 )
             )
         return result
+
+
+def _unique(values: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(wire.normalize(v) for v in values if v and v.strip()))

@@ -25,6 +25,7 @@ __all__ = [
     "BOTH_APIS_MESSAGE",
     "LEGACY_DEFAULT_BASE_URL",
     "V2_DEFAULT_BASE_URL",
+    "base_url",
     "check_one_api",
     "client_from_config",
     "configured",
@@ -39,6 +40,12 @@ def configured(settings: Mapping[str, t.Any]) -> bool:
     """The legacy API's key pair (public_key and private_key) or the new API's api_key is set."""
     legacy = bool(settings.get("public_key") and settings.get("private_key"))
     return legacy or bool(settings.get("api_key"))
+
+
+def base_url(settings: Mapping[str, t.Any]) -> str:
+    """The configured host, else the default of the API the keys name (new API: `api_key`)."""
+    default = V2_DEFAULT_BASE_URL if settings.get("api_key") else LEGACY_DEFAULT_BASE_URL
+    return settings.get("base_url") or default
 
 
 def check_one_api(settings: Mapping[str, t.Any]) -> None:
@@ -59,7 +66,7 @@ def client_from_config(
     page_size = int(settings.get("page_size") or MAX_PAGE_SIZE)
     if settings.get("api_key"):
         return SlickTextV2Client(
-            settings.get("base_url") or V2_DEFAULT_BASE_URL,
+            base_url(settings),
             settings["api_key"],
             settings.get("brand_id"),
             page_size=page_size,
@@ -68,7 +75,7 @@ def client_from_config(
         )
     if settings.get("public_key") and settings.get("private_key"):
         return SlickTextLegacyClient(
-            settings.get("base_url") or LEGACY_DEFAULT_BASE_URL,
+            base_url(settings),
             settings["public_key"],
             settings["private_key"],
             page_size=page_size,

@@ -30,7 +30,6 @@ from optouts_providers.http import (
 from optouts_providers.pageguard import PageGuard
 from optouts_providers.redact import register_secret
 from optouts_providers.results import WriteResult
-from optouts_providers.slicktext import check_one_api as check_one_api  # tap_optouts.tap's import
 from optouts_providers.slicktext import wire
 from optouts_providers.timeutil import to_rfc3339
 

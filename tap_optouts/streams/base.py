@@ -85,6 +85,8 @@ class OptoutsStream(StreamHooks, Stream):
                 low,
                 high,
             )
+            if self.is_last_partition(context):
+                self.close_client()
             return
         self.logger.info(
             "%s: reading opt-outs from %s to %s%s",
@@ -117,6 +119,8 @@ class OptoutsStream(StreamHooks, Stream):
             self.log_calls(context, before)
             seconds = progress.finish(count, status)
             run_summary(self.owner_tap).add(self.name, count, seconds)
+            if self.is_last_partition(context):
+                self.close_client()
 
     def fetch(
         self, context: Context | None, start: datetime, end: datetime
@@ -127,6 +131,17 @@ class OptoutsStream(StreamHooks, Stream):
         """The provider client's call counters (None until the client exists)."""
         client = self.__dict__.get("client")  # the `client` cached_property, once built
         return getattr(client, "stats", None)
+
+    def is_last_partition(self, context: Context | None) -> bool:
+        """The stream reads nothing after this partition (or it has none)."""
+        partitions = self.partitions
+        return not partitions or context == partitions[-1]
+
+    def close_client(self) -> None:
+        """Close the provider client's connections, once the stream needs them no more."""
+        client = self.__dict__.get("client")  # the `client` cached_property, once built
+        if client is not None:
+            client.close()
 
     def log_calls(self, context: Context | None, before: CallStats | None) -> None:
         """Requests, retries and time spent throttled for this stream or partition."""

@@ -43,9 +43,4 @@ class SlickTextOptoutsStream(OptoutsStream):
     def fetch(
         self, context: Context | None, start: datetime, end: datetime
     ) -> t.Iterator[dict[str, t.Any]]:
-        client = self.client
-        try:
-            yield from client.iter_optouts(start, end)
-        finally:
-            # The stream has one partition: its connections are not needed after it.
-            client.close()
+        yield from self.client.iter_optouts(start, end)

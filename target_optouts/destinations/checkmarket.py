@@ -8,14 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from operator import attrgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from optouts_providers import checkmarket
-from optouts_providers.checkmarket.client import CheckMarketClient
 from optouts_providers.results import WriteResult
 from target_optouts.destinations.base import Destination, Values
 from target_optouts.destinations.settings_check import refuse_half_pair
 from target_optouts.inflight import InFlight
+
+if TYPE_CHECKING:
+    from optouts_providers.checkmarket.client import CheckMarketClient
 
 
 class CheckMarketDestination(Destination):

@@ -11,14 +11,16 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import cached_property
 from operator import attrgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from optouts_providers import optizmo
 from optouts_providers.optizmo import wire as optizmo_wire
-from optouts_providers.optizmo.client import OptizmoClient
 from optouts_providers.results import WriteResult
 from target_optouts.destinations.base import Destination, Values
 from target_optouts.normalize import OptOut
+
+if TYPE_CHECKING:
+    from optouts_providers.optizmo.client import OptizmoClient
 
 
 class OptizmoDestination(Destination):
@@ -79,7 +81,7 @@ class OptizmoDestination(Destination):
             spool.add(emails, hashes)
         numbers = values.get("sms")
         if self.sms_list_id and numbers:
-            return self._write_list(self.sms_list_id, numbers, "sms")
+            return self.client.collect_all(self.sms_list_id, numbers, "sms")
         return WriteResult()
 
     def finish(self, stream: str) -> WriteResult | None:
@@ -96,7 +98,8 @@ class OptizmoDestination(Destination):
                     timeout_seconds=self.upload_timeout_seconds,
                     poll_interval_seconds=self.poll_interval_seconds,
                 )
-            result = self._write_list(self.email_list_id, list(spool.values(md5=False)), "email")
+            # Decided once, here: the emails are collected, the MD5s (never collectable) uploaded.
+            result = self.client.collect_all(self.email_list_id, spool.values(md5=False), "email")
             if spool.hashes:
                 result.add(self._upload(spool.values(md5=True)))
             return result
@@ -107,16 +110,6 @@ class OptizmoDestination(Destination):
             self.email_list_id,
             values,
             timeout_seconds=self.upload_timeout_seconds,
-            poll_interval_seconds=self.poll_interval_seconds,
-        )
-
-    def _write_list(self, list_id: str, values: list[str], channel: str) -> WriteResult:
-        return self.client.write_optouts(
-            list_id,
-            values,
-            channel=channel,
-            bulk_threshold=self.bulk_threshold,
-            upload_timeout_seconds=self.upload_timeout_seconds,
             poll_interval_seconds=self.poll_interval_seconds,
         )
 
