@@ -37,8 +37,6 @@ benchmarks/sdk_variants.py.
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import typing as t
 from functools import cached_property
 
@@ -46,6 +44,7 @@ from singer_sdk import Stream
 from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig, BatchFileFormat
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
+from optouts_providers.sdk_digest import sdk_source_digest
 from tap_optouts.record_output import COUNT_EVERY, RecordLines, write_jsonl_files
 
 if t.TYPE_CHECKING:
@@ -78,14 +77,6 @@ SDK_SOURCES = {
     "singer_sdk.streams.core.Stream._write_batch_message": "a92596532ab9daed",
     "singer_sdk.streams.core.Stream.get_batches": "a30339d2f28a2f9b",
 }
-
-
-def sdk_source_digest(dotted: str) -> str:
-    """The sha256 (16 hex digits) of the source of the SDK function `module.Class.name`."""
-    module_name, class_name, name = dotted.rsplit(".", 2)
-    module = __import__(module_name, fromlist=[class_name])
-    function = getattr(getattr(module, class_name), name)
-    return hashlib.sha256(inspect.getsource(function).encode()).hexdigest()[:16]
 
 
 class StreamHooks(Stream):

@@ -35,13 +35,13 @@ singer-sdk: the test fails when an upgrade changes one, and names what to re-rea
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import typing as t
 
 from singer_sdk import Target
 from singer_sdk.helpers._batch import BaseBatchFileEncoding, StorageTarget
 from singer_sdk.sinks import BatchSink
+
+from optouts_providers.sdk_digest import sdk_source_digest
 
 if t.TYPE_CHECKING:
     from singer_sdk.sinks import Sink
@@ -86,14 +86,6 @@ SDK_SOURCES = {
     "singer_sdk.sinks.core.Sink._remove_sdc_metadata_from_record": "7cd9e5fb192f13ec",
     "singer_sdk.sinks.core.Sink._singer_validate_message": "018b08ee7f624f61",
 }
-
-
-def sdk_source_digest(dotted: str) -> str:
-    """The sha256 (16 hex digits) of the source of the SDK function `module.Class.name`."""
-    module_name, class_name, name = dotted.rsplit(".", 2)
-    module = __import__(module_name, fromlist=[class_name])
-    function = getattr(getattr(module, class_name), name)
-    return hashlib.sha256(inspect.getsource(function).encode()).hexdigest()[:16]
 
 
 Handler = t.Callable[[dict], None]
